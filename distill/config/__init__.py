@@ -1,0 +1,105 @@
+"""Experiment files: read safely, validate fully, resolve every default.
+
+    load_config("configs/mnist.yaml") -> ExperimentConfig
+
+The steps, each of which reports every problem it finds before stopping:
+`yaml.safe_load`-equivalent parsing with duplicate keys refused and positions
+kept (`loader`); reading each scalar as the schema wants it and validating
+against the JSON Schema (`schema`); checking references and building every
+model, optimizer and loss once (`checks`); and filling in every default, so that
+the resolved config says everything the run will do.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from typing import Any
+
+from distill.config import checks, schema
+from distill.config.loader import Source, format_path, parse_yaml, read_yaml_file
+from distill.errors import ConfigError, Problem
+
+__all__ = ["ExperimentConfig", "format_path", "load_config", "parse_config", "resolve"]
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """A validated experiment with every default filled in.
+
+    Attributes:
+        data: The resolved config as plain data (what `config.yaml` in a run holds).
+        file: The file it was read from, as given.
+    """
+
+    data: dict
+    file: str
+
+    @property
+    def name(self) -> str:
+        return self.data["experiment"]["name"]
+
+
+def _fill(config: dict) -> dict:
+    """Defaults the schema cannot state: those that depend on other keys."""
+    config = schema.apply_defaults(config)
+    for stage in config["stages"]:
+        stage.setdefault("batch_size", config["data"]["batch_size"])
+    for model in config["models"].values():
+        if "path" in model:
+            model["path"] = os.path.abspath(os.path.expanduser(model["path"]))
+            model.setdefault("safe_mode", True)
+    if config["data"]["path"] is not None:
+        config["data"]["path"] = os.path.abspath(os.path.expanduser(config["data"]["path"]))
+    return config
+
+
+def resolve(value: Any, source: Source, build: bool = True) -> dict:
+    """Validate parsed YAML and fill in its defaults.
+
+    Args:
+        value: What the YAML parser returned.
+        source: Where its values came from.
+        build: Also build every model, optimizer and loss once (imports Keras).
+
+    Returns:
+        The resolved config.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    if value is None:
+        raise ConfigError(Problem(
+            "the file is empty.", file=source.file,
+            hint="An experiment needs the keys experiment, data, models and stages; "
+                 "`distill init` writes a starting file."))
+    if not isinstance(value, dict):
+        raise ConfigError(Problem(
+            f"the file must be a mapping with the keys experiment, data, models and stages, "
+            f"got {schema.describe_value(value)}.", file=source.file, line=1))
+    value = schema.coerce(value, source)
+    problems = schema.validate(value, source)
+    if problems:
+        raise ConfigError(problems)
+    resolved = _fill(copy.deepcopy(value))
+    problems = list(checks.iter_problems(resolved, source, build=build))
+    if problems:
+        raise ConfigError(problems)
+    return resolved
+
+
+def parse_config(text: str, file: str = "<config>", build: bool = True) -> ExperimentConfig:
+    """Validate and resolve config text (handy in tests and notebooks)."""
+    value, source = parse_yaml(text, file)
+    return ExperimentConfig(resolve(value, source, build=build), file)
+
+
+def load_config(path: str | os.PathLike, build: bool = True) -> ExperimentConfig:
+    """Read, validate and resolve an experiment file.
+
+    Raises:
+        ConfigError: if the file is missing or wrong; it lists every problem.
+    """
+    value, source = read_yaml_file(path)
+    return ExperimentConfig(resolve(value, source, build=build), os.fspath(path))

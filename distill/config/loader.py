@@ -1,0 +1,195 @@
+"""Read YAML safely and remember where every value came from.
+
+Only `yaml.SafeLoader` constructs values, so no tag can import or call code.
+On top of PyYAML this module refuses duplicate keys (PyYAML keeps the last one
+silently) and records, for every key path, the line and column of the key and
+of its value, and the text of every plain scalar. The later steps use those to
+put `file:line:column` on each error and to read a YAML 1.1 word such as `no`
+as the name it was meant to be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import yaml
+
+from distill.errors import ConfigError, Problem
+
+Path = tuple  # a key path: ("stages", 1, "loss", "temperature")
+
+
+def format_path(path: Path) -> str:
+    """Render a key path the way errors show it: `stages[1].loss.temperature`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+@dataclasses.dataclass
+class Source:
+    """Where the values of one parsed YAML document came from.
+
+    Attributes:
+        file: The file name as the user gave it (used in messages).
+        values: Key path -> (line, column) of the value, 1-based.
+        keys: Key path -> (line, column) of the key that names it, 1-based.
+        plain_scalars: Key path -> text of a plain (unquoted) scalar.
+    """
+
+    file: str
+    values: dict = dataclasses.field(default_factory=dict)
+    keys: dict = dataclasses.field(default_factory=dict)
+    plain_scalars: dict = dataclasses.field(default_factory=dict)
+
+    def locate(self, path: Path, prefer_key: bool = False) -> tuple[int | None, int | None]:
+        """Return the (line, column) of `path`, or of its nearest known parent."""
+        path = tuple(path)
+        while True:
+            table_order = (self.keys, self.values) if prefer_key else (self.values, self.keys)
+            for table in table_order:
+                if path in table:
+                    return table[path]
+            if not path:
+                return None, None
+            path = path[:-1]
+
+    def problem(self, path: Path, message: str, hint: str | None = None,
+                prefer_key: bool = False) -> Problem:
+        """Build a `Problem` located at `path` in this source."""
+        line, column = self.locate(path, prefer_key=prefer_key)
+        return Problem(message, file=self.file, line=line, column=column,
+                       key=format_path(path) or None, hint=hint)
+
+
+def _problem_from_yaml_error(file: str, error: yaml.YAMLError) -> Problem:
+    mark = getattr(error, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    column = mark.column + 1 if mark is not None else None
+    what = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    message = f"YAML syntax error: {what}"
+    if context:
+        message += f" ({context})"
+    hint = None
+    if "\t" in what or "\\t" in what or "tab" in what:
+        hint = "YAML indents with spaces only: replace the tab with spaces."
+    elif isinstance(error, yaml.constructor.ConstructorError):
+        message = f"YAML tag not allowed: {what}"
+        hint = ("distill reads plain YAML only (mappings, lists, strings, numbers, "
+                "booleans); remove the '!' tag.")
+    return Problem(message + ".", file=file, line=line, column=column, hint=hint)
+
+
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap")
+
+
+class _Walker:
+    """Turn a composed node tree into Python values, recording marks."""
+
+    def __init__(self, loader: yaml.SafeLoader, source: Source):
+        self.loader = loader
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def value(self, node: yaml.Node, path: Path) -> Any:
+        self.source.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if (isinstance(node, (yaml.MappingNode, yaml.SequenceNode))
+                and node.tag not in _COLLECTION_TAGS):
+            # Scalars go through SafeLoader, which refuses unknown tags; collections
+            # are walked here, so their tags are checked here.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"could not determine a constructor for the tag {node.tag!r}",
+                node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(item, path + (index,)) for index, item in enumerate(node.value)]
+        value = self.loader.construct_object(node, deep=True)
+        if node.style is None and isinstance(node, yaml.ScalarNode):
+            self.source.plain_scalars[path] = node.value
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict:
+        self.loader.flatten_mapping(node)  # applies YAML merge keys (`<<: *base`)
+        result: dict = {}
+        for key_node, value_node in node.value:
+            key = self.loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                # Keys are names; `1:` or `yes:` as a key is read as its text.
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key)
+            key_path = path + (key,)
+            mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in result:
+                first_line = self.source.keys[key_path][0]
+                self.problems.append(Problem(
+                    f"duplicate key '{key}' (first given on line {first_line}).",
+                    file=self.source.file, line=mark[0], column=mark[1],
+                    key=format_path(key_path),
+                    hint="YAML would silently keep only the last one: delete one of them."))
+                continue
+            self.source.keys[key_path] = mark
+            result[key] = self.value(value_node, key_path)
+        return result
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, Source]:
+    """Parse one YAML document safely, recording where each value came from.
+
+    Args:
+        text: The YAML text.
+        file: The name to use in error messages.
+
+    Returns:
+        The parsed value (usually a dict) and its `Source`.
+
+    Raises:
+        ConfigError: on a syntax error, a disallowed tag, several documents or a
+            duplicate key.
+    """
+    source = Source(file=file)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, source
+        walker = _Walker(loader, source)
+        value = walker.value(node, ())
+    except yaml.YAMLError as error:
+        raise ConfigError(_problem_from_yaml_error(file, error)) from None
+    finally:
+        loader.dispose()
+    if walker.problems:
+        raise ConfigError(walker.problems)
+    return value, source
+
+
+def read_yaml_file(path: str | os.PathLike) -> tuple[Any, Source]:
+    """Read and parse a YAML file, with errors that say what to do.
+
+    Raises:
+        ConfigError: if the file is missing, unreadable, not UTF-8 or not valid YAML.
+    """
+    file = os.fspath(path)
+    try:
+        with open(file, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(Problem(
+            "file not found.", file=file,
+            hint="Check the path; `distill init` writes a starting config.")) from None
+    except IsADirectoryError:
+        raise ConfigError(Problem("is a directory, not a YAML file.", file=file)) from None
+    except PermissionError:
+        raise ConfigError(Problem("permission denied while reading the file.", file=file)) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(Problem(
+            f"is not UTF-8 text (byte {error.start}).", file=file,
+            hint="Save the file as UTF-8.")) from None
+    return parse_yaml(text, file)

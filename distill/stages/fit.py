@@ -1,0 +1,121 @@
+"""Drive a `Distillation` model through its epochs with `Model.fit`.
+
+The stage owns the data order: each epoch's permutation comes from a NumPy
+generator seeded by (seed, stage index, epoch), so the order of any epoch can
+be rebuilt without replaying the ones before it, and cached teacher logits are
+gathered with the same indices as their samples.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from distill.stages.distillation import INPUTS, TEACHER_LOGITS
+
+
+def predict_logits(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's logits for `x` in inference mode, as float32."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict:
+    """Cross-entropy and accuracy of a classifier producing logits.
+
+    Returns:
+        {"loss": mean CE, "accuracy": fraction correct}.
+    """
+    logits = predict_logits(model, x, batch_size).astype(np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[np.arange(len(y)), y].mean()
+    accuracy = (logits.argmax(axis=1) == y).mean()
+    return {"loss": float(loss), "accuracy": float(accuracy)}
+
+
+def epoch_order(n: int, seed: int, stage_index: int, epoch: int) -> np.ndarray:
+    """The sample order of one epoch of one stage; depends on nothing else."""
+    return np.random.default_rng([seed, stage_index, epoch]).permutation(n).astype(np.int64)
+
+
+def training_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, *, batch_size: int,
+                     seed: int, stage_index: int, epochs: int,
+                     initial_epoch: int = 0) -> tuple[tf.data.Dataset, int]:
+    """Batches for epochs `initial_epoch .. epochs - 1`, shuffled per epoch.
+
+    Args:
+        inputs: Arrays with one row per sample, e.g. {"x": ..., "teacher_logits": ...};
+            every array is gathered with the same indices, so rows stay aligned.
+        labels: One label per sample.
+
+    Returns:
+        The dataset and the number of steps per epoch.
+    """
+    n = len(labels)
+    steps = math.ceil(n / batch_size)
+    orders = np.stack([epoch_order(n, seed, stage_index, e) for e in range(initial_epoch, epochs)])
+    tensors = {key: tf.constant(value) for key, value in inputs.items()}
+    label_tensor = tf.constant(labels)
+
+    def gather(indices):
+        return {key: tf.gather(value, indices) for key, value in tensors.items()}, \
+            tf.gather(label_tensor, indices)
+
+    indices = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+    # Every epoch is exactly `steps` batches, so `fit(steps_per_epoch=steps)` keeps
+    # epochs aligned; repeat() only spares Keras a false "ran out of data" warning
+    # when it looks ahead past the last batch.
+    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE).repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE), steps
+
+
+def evaluation_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray,
+                       batch_size: int) -> tf.data.Dataset:
+    """Unshuffled batches, for validation."""
+    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(batch_size).prefetch(
+        tf.data.AUTOTUNE)
+
+
+class EpochMonitor(keras.callbacks.Callback):
+    """Times each epoch, reports its metrics, and stops on a non-finite loss.
+
+    Args:
+        on_epoch: Called with one row per finished epoch: `epoch` (1-based), the
+            epoch means Keras logged, `learning_rate` and `seconds`.
+    """
+
+    def __init__(self, on_epoch: Callable[[dict], None]):
+        super().__init__()
+        self.on_epoch = on_epoch
+        self.bad_loss: tuple[int, int, float] | None = None  # (epoch, batch, value), 1-based
+        self._epoch = 0
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.bad_loss is None:
+            self.bad_loss = (self._epoch + 1, batch + 1, float(loss))
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bad_loss is not None:
+            return
+        logs = {key: float(value) for key, value in (logs or {}).items()}
+        train = sorted(k for k in logs if not k.startswith("val_") and k != "loss")
+        row = {"epoch": epoch + 1, "loss": logs.get("loss")}
+        row.update({key: logs[key] for key in train})
+        row.update({f"val_{key}": logs[f"val_{key}"] for key in ["loss"] + train
+                    if f"val_{key}" in logs})
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row["seconds"] = round(time.perf_counter() - self._started, 3)
+        self.on_epoch(row)

@@ -1,0 +1,120 @@
+"""One stage: build its trainer, feed it, train it, test the result."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+
+from distill.data import Splits
+from distill.errors import RunError
+from distill.losses import build_loss
+from distill.stages.distillation import INPUTS, TEACHER_LOGITS, Distillation
+from distill.stages.fit import (EpochMonitor, evaluate, evaluation_dataset, predict_logits,
+                                training_dataset)
+from distill.stages.optimizers import build_optimizer
+
+
+@dataclasses.dataclass
+class StageResult:
+    """What a finished stage produced.
+
+    Attributes:
+        model: The trained model (the student alone for a distill stage).
+        history: One row of epoch-mean metrics per epoch.
+        test: {"loss": CE on the test set, "accuracy": ...}.
+        params: The trained model's parameter count.
+        seconds: Wall time of the whole stage, teacher logits included.
+        cached_teacher_logits: Whether the teacher ran once (True) or per batch.
+    """
+
+    model: keras.Model
+    history: list[dict]
+    test: dict
+    params: int
+    seconds: float
+    cached_teacher_logits: bool | None = None
+
+
+def should_cache(setting: object) -> bool:
+    """Resolve `runtime.cache_teacher_logits` (`auto`, true or false)."""
+    # 'auto' caches: this format version has no random augmentation, so a
+    # teacher in inference mode gives the same logits for a sample every epoch.
+    return setting is not False
+
+
+def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Model | None,
+              splits: Splits, runtime: dict, seed: int,
+              on_epoch: Callable[[dict], None] = lambda row: None,
+              on_note: Callable[[str], None] = lambda text: None) -> StageResult:
+    """Train `model` as the (defaults-filled) `stage` says.
+
+    Args:
+        index: The stage's position in the experiment (seeds its data order).
+        stage: The stage's resolved config.
+        model: A fresh model to train.
+        teacher: The trained teacher of a distill stage, else None.
+        splits: The data.
+        runtime: The resolved `runtime` block.
+        seed: The experiment seed.
+        on_epoch: Receives each finished epoch's metrics row.
+        on_note: Receives one-line notes on the work (e.g. caching teacher logits).
+
+    Raises:
+        RunError: if the loss stops being finite.
+    """
+    started = time.perf_counter()
+    terms, hard_label_weight = (), 1.0
+    if stage["type"] == "distill":
+        spec = build_loss(stage["loss"])
+        terms, hard_label_weight = spec.terms, spec.hard_label_weight
+
+    train_inputs = {INPUTS: splits.x_train}
+    val_inputs = {INPUTS: splits.x_val} if splits.x_val is not None else None
+    cached = None
+    if teacher is not None:
+        cached = should_cache(runtime["cache_teacher_logits"])
+        if cached:
+            tick = time.perf_counter()
+            train_inputs[TEACHER_LOGITS] = predict_logits(teacher, splits.x_train,
+                                                          runtime["eval_batch_size"])
+            if val_inputs is not None:
+                val_inputs[TEACHER_LOGITS] = predict_logits(teacher, splits.x_val,
+                                                            runtime["eval_batch_size"])
+            on_note(f"teacher logits cached for {len(splits.x_train)} train and "
+                    f"{len(splits.x_val) if splits.x_val is not None else 0} validation samples "
+                    f"in {time.perf_counter() - tick:.1f}s")
+
+    trainer = Distillation(model, teacher, terms=terms, hard_label_weight=hard_label_weight,
+                           name=f"{stage['name']}_trainer")
+    trainer.compile(optimizer=build_optimizer(stage["optimizer"]),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                    jit_compile=runtime["jit_compile"],
+                    steps_per_execution=runtime["steps_per_execution"])
+    dataset, steps = training_dataset(train_inputs, splits.y_train,
+                                      batch_size=stage["batch_size"], seed=seed,
+                                      stage_index=index, epochs=stage["epochs"])
+    validation = (evaluation_dataset(val_inputs, splits.y_val, runtime["eval_batch_size"])
+                  if val_inputs is not None else None)
+    history: list[dict] = []
+
+    def record(row: dict) -> None:
+        history.append(row)
+        on_epoch(row)
+
+    monitor = EpochMonitor(record)
+    trainer.fit(dataset, epochs=stage["epochs"], steps_per_epoch=steps,
+                validation_data=validation, callbacks=[monitor], shuffle=False, verbose=0)
+    if monitor.bad_loss is not None:
+        epoch, batch, value = monitor.bad_loss
+        raise RunError(
+            f"stage '{stage['name']}': the loss became {value} in epoch {epoch}, by batch {batch} "
+            f"of {steps}. Likely causes: a learning rate too high for this model (try a tenth of "
+            f"stages[{index}].optimizer.learning_rate), or, in a distill stage, a very small "
+            "temperature with very large logits.")
+    test = evaluate(model, splits.x_test, splits.y_test, runtime["eval_batch_size"])
+    return StageResult(model=model, history=history, test=test, params=model.count_params(),
+                       seconds=time.perf_counter() - started, cached_teacher_logits=cached)
