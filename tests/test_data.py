@@ -89,8 +89,12 @@ def test_explicit_path_without_files(tmp_path):
 def test_splits_are_disjoint_seeded_and_preprocessed(tiny_data):
     raw = load_raw("mnist", str(tiny_data))
     splits = make_splits(raw, seed=5, validation_split=0.2, scale=True, flatten=True)
-    assert splits.x_train.shape == (240, 784) and splits.x_val.shape == (60, 784)
-    assert splits.x_train.dtype == np.float32 and splits.x_train.max() <= 1.0
+    assert splits.x_train.shape == (240, 28, 28) and splits.x_val.shape == (60, 28, 28)
+    assert splits.x_train.dtype == np.uint8  # stored compactly; preprocessed per batch
+    inputs = np.asarray(splits.preprocess(splits.x_train[:4]))
+    assert inputs.shape == (4, 784) and inputs.dtype == np.float32
+    assert np.allclose(inputs, splits.x_train[:4].reshape(4, 784) / 255.0)
+    assert splits.input_shape == (784,)
     again = make_splits(raw, seed=5, validation_split=0.2, scale=True, flatten=True)
     assert np.array_equal(splits.x_val, again.x_val)
     other = make_splits(raw, seed=6, validation_split=0.2, scale=True, flatten=True)
@@ -104,7 +108,8 @@ def test_validation_count_limit_and_shape(tiny_data):
     splits = make_splits(raw, seed=0, validation_split=50, scale=False, flatten=False,
                          limit_train=200, limit_test=30)
     assert splits.sizes() == {"train": 150, "validation": 50, "test": 30}
-    assert splits.input_shape == (28, 28, 1) and splits.x_train.max() > 1
+    assert splits.input_shape == (28, 28, 1)
+    assert np.asarray(splits.preprocess(splits.x_train[:2])).max() > 1  # scale: false
     none = make_splits(raw, seed=0, validation_split=0, scale=True, flatten=True)
     assert none.x_val is None and none.sizes()["validation"] == 0
     with pytest.raises(DataError, match="leaving none to train on"):

@@ -71,6 +71,15 @@ class Distillation(keras.Model):
             inputs = inputs[INPUTS]
         return self.student(inputs, training=training)
 
+    def make_test_function(self, force=False):
+        # Validation runs once an epoch on a few thousand samples: compiling it
+        # with XLA costs more time than it saves. Training keeps `jit_compile`.
+        jit_compile, self._jit_compile = self._jit_compile, False
+        try:
+            return super().make_test_function(force)
+        finally:
+            self._jit_compile = jit_compile
+
     def teacher_logits(self, x):
         """The batch's cached teacher logits, or the teacher's output on it."""
         if isinstance(x, dict) and TEACHER_LOGITS in x:

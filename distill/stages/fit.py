@@ -19,18 +19,51 @@ import tensorflow as tf
 from distill.stages.distillation import INPUTS, TEACHER_LOGITS
 
 
-def predict_logits(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+Preprocess = Callable[[tf.Tensor], tf.Tensor]
+
+
+def _identity(batch: tf.Tensor) -> tf.Tensor:
+    return batch
+
+
+def even_batch_size(n: int, limit: int) -> int:
+    """A batch size <= `limit` that splits `n` samples into equal batches, if one is close.
+
+    XLA compiles a function once per input shape, so a smaller last batch costs
+    a second compilation. Evaluation results do not depend on the batch size, so
+    evaluation uses a divisor of `n` when one lies within half of `limit`.
+    """
+    if n <= limit:
+        return max(n, 1)
+    for size in range(limit, limit // 2, -1):
+        if n % size == 0:
+            return size
+    return limit
+
+
+def inference_dataset(x: np.ndarray, batch_size: int,
+                      preprocess: Preprocess = _identity) -> tf.data.Dataset:
+    """Unshuffled, preprocessed batches of `x` alone, for predictions."""
+    size = even_batch_size(len(x), batch_size)
+    return (tf.data.Dataset.from_tensor_slices(x).batch(size)
+            .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+
+def predict_logits(model: keras.Model, x: np.ndarray, batch_size: int,
+                   preprocess: Preprocess = _identity) -> np.ndarray:
     """The model's logits for `x` in inference mode, as float32."""
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    outputs = model.predict(inference_dataset(x, batch_size, preprocess), verbose=0)
+    return np.asarray(outputs, dtype=np.float32)
 
 
-def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict:
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int,
+             preprocess: Preprocess = _identity) -> dict:
     """Cross-entropy and accuracy of a classifier producing logits.
 
     Returns:
         {"loss": mean CE, "accuracy": fraction correct}.
     """
-    logits = predict_logits(model, x, batch_size).astype(np.float64)
+    logits = predict_logits(model, x, batch_size, preprocess).astype(np.float64)
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = -log_probs[np.arange(len(y)), y].mean()
@@ -38,47 +71,71 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) 
     return {"loss": float(loss), "accuracy": float(accuracy)}
 
 
-def epoch_order(n: int, seed: int, stage_index: int, epoch: int) -> np.ndarray:
-    """The sample order of one epoch of one stage; depends on nothing else."""
-    return np.random.default_rng([seed, stage_index, epoch]).permutation(n).astype(np.int64)
+def epoch_order(n: int, seed: int, stage_index: int, epoch: int,
+                batch_size: int | None = None) -> np.ndarray:
+    """The sample order of one epoch of one stage; depends on nothing else.
+
+    With `batch_size`, the order is filled up to a whole number of batches
+    with the samples it starts with: every sample is seen in every epoch, a
+    few twice, and every batch has the same shape, so XLA compiles the
+    training step once instead of once more for a smaller last batch.
+    """
+    order = np.random.default_rng([seed, stage_index, epoch]).permutation(n).astype(np.int64)
+    if batch_size is not None and n % batch_size:
+        order = np.concatenate([order, order[: batch_size - n % batch_size]])
+    return order
+
+
+def _preprocessed(preprocess: Preprocess):
+    def apply(inputs: dict, labels):
+        return {**inputs, INPUTS: preprocess(inputs[INPUTS])}, labels
+    return apply
 
 
 def training_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, *, batch_size: int,
-                     seed: int, stage_index: int, epochs: int,
-                     initial_epoch: int = 0) -> tuple[tf.data.Dataset, int]:
+                     seed: int, stage_index: int, epochs: int, initial_epoch: int = 0,
+                     preprocess: Preprocess = _identity) -> tuple[tf.data.Dataset, int]:
     """Batches for epochs `initial_epoch .. epochs - 1`, shuffled per epoch.
+
+    Each epoch is `ceil(n / batch_size)` batches of exactly `batch_size` samples
+    (see `epoch_order`).
 
     Args:
         inputs: Arrays with one row per sample, e.g. {"x": ..., "teacher_logits": ...};
             every array is gathered with the same indices, so rows stay aligned.
         labels: One label per sample.
+        preprocess: Turns a batch of stored `inputs["x"]` into model inputs.
 
     Returns:
         The dataset and the number of steps per epoch.
     """
     n = len(labels)
     steps = math.ceil(n / batch_size)
-    orders = np.stack([epoch_order(n, seed, stage_index, e) for e in range(initial_epoch, epochs)])
+    orders = np.stack([epoch_order(n, seed, stage_index, e, batch_size)
+                       for e in range(initial_epoch, epochs)])
     tensors = {key: tf.constant(value) for key, value in inputs.items()}
     label_tensor = tf.constant(labels)
 
     def gather(indices):
-        return {key: tf.gather(value, indices) for key, value in tensors.items()}, \
-            tf.gather(label_tensor, indices)
+        batch = {key: tf.gather(value, indices) for key, value in tensors.items()}
+        batch[INPUTS] = preprocess(batch[INPUTS])
+        return batch, tf.gather(label_tensor, indices)
 
     indices = tf.data.Dataset.from_tensor_slices(orders).flat_map(
         lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
     # Every epoch is exactly `steps` batches, so `fit(steps_per_epoch=steps)` keeps
     # epochs aligned; repeat() only spares Keras a false "ran out of data" warning
     # when it looks ahead past the last batch.
-    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE).repeat()
-    return dataset.prefetch(tf.data.AUTOTUNE), steps
+    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.repeat().prefetch(tf.data.AUTOTUNE), steps
 
 
-def evaluation_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray,
-                       batch_size: int) -> tf.data.Dataset:
-    """Unshuffled batches, for validation."""
-    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(batch_size).prefetch(
+def evaluation_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, batch_size: int,
+                       preprocess: Preprocess = _identity) -> tf.data.Dataset:
+    """Unshuffled, preprocessed batches, for validation."""
+    size = even_batch_size(len(labels), batch_size)
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(size)
+    return dataset.map(_preprocessed(preprocess), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE)
 
 

@@ -79,11 +79,11 @@ def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Mod
         cached = should_cache(runtime["cache_teacher_logits"])
         if cached:
             tick = time.perf_counter()
-            train_inputs[TEACHER_LOGITS] = predict_logits(teacher, splits.x_train,
-                                                          runtime["eval_batch_size"])
+            train_inputs[TEACHER_LOGITS] = predict_logits(
+                teacher, splits.x_train, runtime["eval_batch_size"], splits.preprocess)
             if val_inputs is not None:
-                val_inputs[TEACHER_LOGITS] = predict_logits(teacher, splits.x_val,
-                                                            runtime["eval_batch_size"])
+                val_inputs[TEACHER_LOGITS] = predict_logits(
+                    teacher, splits.x_val, runtime["eval_batch_size"], splits.preprocess)
             on_note(f"teacher logits cached for {len(splits.x_train)} train and "
                     f"{len(splits.x_val) if splits.x_val is not None else 0} validation samples "
                     f"in {time.perf_counter() - tick:.1f}s")
@@ -96,8 +96,10 @@ def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Mod
                     steps_per_execution=runtime["steps_per_execution"])
     dataset, steps = training_dataset(train_inputs, splits.y_train,
                                       batch_size=stage["batch_size"], seed=seed,
-                                      stage_index=index, epochs=stage["epochs"])
-    validation = (evaluation_dataset(val_inputs, splits.y_val, runtime["eval_batch_size"])
+                                      stage_index=index, epochs=stage["epochs"],
+                                      preprocess=splits.preprocess)
+    validation = (evaluation_dataset(val_inputs, splits.y_val, runtime["eval_batch_size"],
+                                     splits.preprocess)
                   if val_inputs is not None else None)
     history: list[dict] = []
 
@@ -115,6 +117,7 @@ def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Mod
             f"of {steps}. Likely causes: a learning rate too high for this model (try a tenth of "
             f"stages[{index}].optimizer.learning_rate), or, in a distill stage, a very small "
             "temperature with very large logits.")
-    test = evaluate(model, splits.x_test, splits.y_test, runtime["eval_batch_size"])
+    test = evaluate(model, splits.x_test, splits.y_test, runtime["eval_batch_size"],
+                    splits.preprocess)
     return StageResult(model=model, history=history, test=test, params=model.count_params(),
                        seconds=time.perf_counter() - started, cached_teacher_logits=cached)
