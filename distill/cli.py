@@ -132,10 +132,9 @@ class ConsoleReporter(Reporter):
                          _fmt(entry.get("test_accuracy", "-")), _fmt(entry.get("test_loss", "-")),
                          str(entry.get("epochs_completed", 0)),
                          f"{entry.get('wall_seconds', 0):.1f}"))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         self.echo("\nsummary")
-        for row in rows:
-            self.echo("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+        for line in _table(rows):
+            self.echo("  " + line)
         self.echo(f"total {summary['wall_seconds']:.1f}s")
 
 
@@ -145,12 +144,20 @@ def cli() -> None:
     """Knowledge-distillation experiments declared in YAML, on Keras 3 / TensorFlow."""
 
 
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override one key of the file, typed by the schema; repeatable. Lists take an index "
+         "or an item's name: --set stages.1.loss.temperature=4, "
+         "--set stages.student.epochs=10.")
+
+
 @cli.command()
 @click.argument("config_file", type=click.Path(dir_okay=False, path_type=str))
+@set_option
 @click.option("--logs-dir", type=click.Path(file_okay=False, path_type=str),
               help="Write the run under this folder instead of experiment.logs_dir.")
 @reports_errors
-def run(config_file: str, logs_dir: str | None) -> None:
+def run(config_file: str, overrides: tuple[str, ...], logs_dir: str | None) -> None:
     """Train and distill as CONFIG_FILE declares, into a new run folder.
 
     Prints a line per epoch and a summary; the last line is the run folder.
@@ -159,10 +166,116 @@ def run(config_file: str, logs_dir: str | None) -> None:
     from distill.config import load_config  # noqa: PLC0415 - TensorFlow loads only when needed
     from distill.runs import run_experiment  # noqa: PLC0415
 
-    config = load_config(config_file)
+    config = load_config(config_file, overrides)
     result = run_experiment(config, logs_dir=logs_dir, reporter=ConsoleReporter(),
                             command=[os.path.basename(sys.argv[0])] + sys.argv[1:])
     click.echo(result.run_dir)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@set_option
+@reports_errors
+def validate(files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Check experiment FILES without training: every problem in each, at once.
+
+    Exit code 0 when all files are valid, 2 when any is not.
+    """
+    import_tensorflow_quietly()  # validation builds every model once
+    from distill.config import load_config  # noqa: PLC0415
+    from distill.errors import ConfigError  # noqa: PLC0415
+
+    failed = 0
+    for file in files:
+        try:
+            config = load_config(file, overrides)
+        except ConfigError as error:
+            failed += 1
+            count = len(error.problems)
+            click.secho(f"{file}: {count} problem{'s' if count != 1 else ''}", fg="red", err=True)
+            for problem in error.problems:
+                click.echo(f"  {problem}", err=True)
+            continue
+        stages = ", ".join(f"{stage['name']} ({stage['type']})" for stage in config.data["stages"])
+        click.echo(f"{file}: valid: experiment {config.name}; stages {stages}")
+    if failed:
+        sys.exit(2)
+
+
+@cli.command()
+@click.argument("config_file", type=click.Path(dir_okay=False, path_type=str))
+@set_option
+@reports_errors
+def show(config_file: str, overrides: tuple[str, ...]) -> None:
+    """Print the fully resolved CONFIG_FILE and each model's layers and size, without training."""
+    import_tensorflow_quietly()
+    import yaml  # noqa: PLC0415
+
+    from distill.config import load_config  # noqa: PLC0415
+    from distill.data import DATASETS, input_shape  # noqa: PLC0415
+    from distill.models import build_model  # noqa: PLC0415
+
+    config = load_config(config_file, overrides)
+    data = config.data
+    header = f"# {config_file}, resolved" + (
+        " with " + " ".join(f"--set {text}" for text in overrides) if overrides else "")
+    click.echo(header)
+    click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100).rstrip())
+    info = DATASETS[data["data"]["dataset"]]
+    shape = input_shape(info.image_shape, data["data"]["flatten"])
+    params = {}
+    click.echo("\n# models (input shape %s)" % (shape,))
+    for name, declaration in data["models"].items():
+        model = build_model(name, declaration, shape, info.num_classes)
+        params[name] = model.count_params()
+        rows = [("layer", "class", "output shape", "params")]
+        rows += [(layer.name, type(layer).__name__, str(tuple(layer.output.shape)[1:]),
+                  f"{layer.count_params():,}") for layer in model.layers[1:]]
+        click.echo(f"{name}: {params[name]:,} parameters"
+                   + (f", loaded from {declaration['path']}" if "path" in declaration else ""))
+        for line in _table(rows):
+            click.echo(f"  {line}")
+    distills = [s for s in data["stages"] if s["type"] == "distill"]
+    if distills:
+        click.echo("\n# teacher/student size")
+        models_of = {s["name"]: s["model"] for s in data["stages"]}
+        for stage in distills:
+            teacher = models_of.get(stage["teacher"], stage["teacher"])
+            ratio = params[teacher] / params[stage["model"]]
+            click.echo(f"{stage['name']}: teacher {teacher} ({params[teacher]:,}) / student "
+                       f"{stage['model']} ({params[stage['model']]:,}) = {ratio:.2f}x")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of experiment files (for editors and other tools)."""
+    import json  # noqa: PLC0415
+
+    from distill.config.schema import load_schema  # noqa: PLC0415
+
+    click.echo(json.dumps(load_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--template", "-t", default="mlp-mnist", show_default=True,
+              help="Which starting config: mlp-mnist, cnn-fashion-mnist.")
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+@reports_errors
+def init(path: str, template: str, force: bool) -> None:
+    """Write a commented starting config to PATH that validates and runs as written."""
+    from distill.config.scaffold import write_template  # noqa: PLC0415
+
+    write_template(template, path, force=force)
+    click.echo(f"wrote {path} (template {template}). Next: distill show {path}; "
+               f"distill run {path}")
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as left-aligned columns."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+            for row in rows]
 
 
 def main() -> None:

@@ -4,7 +4,8 @@
 
 The steps, each of which reports every problem it finds before stopping:
 `yaml.safe_load`-equivalent parsing with duplicate keys refused and positions
-kept (`loader`); reading each scalar as the schema wants it and validating
+kept (`loader`); merging `base:` files and applying `--set` overrides
+(`compose`); reading each scalar as the schema wants it and validating
 against the JSON Schema (`schema`); checking references and building every
 model, optimizer and loss once (`checks`); and filling in every default, so that
 the resolved config says everything the run will do.
@@ -15,10 +16,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from distill.config import checks, schema
-from distill.config.loader import Source, format_path, parse_yaml, read_yaml_file
+from distill.config.compose import apply_overrides, read_with_bases
+from distill.config.loader import Source, format_path, parse_yaml
 from distill.errors import ConfigError, Problem
 
 __all__ = ["ExperimentConfig", "format_path", "load_config", "parse_config", "resolve"]
@@ -31,10 +33,12 @@ class ExperimentConfig:
     Attributes:
         data: The resolved config as plain data (what `config.yaml` in a run holds).
         file: The file it was read from, as given.
+        overrides: The `--set KEY=VALUE` overrides applied on top of the file.
     """
 
     data: dict
     file: str
+    overrides: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -78,6 +82,9 @@ def resolve(value: Any, source: Source, build: bool = True) -> dict:
         raise ConfigError(Problem(
             f"the file must be a mapping with the keys experiment, data, models and stages, "
             f"got {schema.describe_value(value)}.", file=source.file, line=1))
+    if "base" in value:
+        raise ConfigError(source.problem(("base",), "a base is read only from files.",
+                                         "Use load_config(path) for a file that names a base."))
     value = schema.coerce(value, source)
     problems = schema.validate(value, source)
     if problems:
@@ -89,17 +96,28 @@ def resolve(value: Any, source: Source, build: bool = True) -> dict:
     return resolved
 
 
-def parse_config(text: str, file: str = "<config>", build: bool = True) -> ExperimentConfig:
-    """Validate and resolve config text (handy in tests and notebooks)."""
+def parse_config(text: str, file: str = "<config>", overrides: Sequence[str] = (),
+                 build: bool = True) -> ExperimentConfig:
+    """Validate and resolve config text (handy in tests and notebooks; no `base:`)."""
     value, source = parse_yaml(text, file)
-    return ExperimentConfig(resolve(value, source, build=build), file)
+    value = apply_overrides(value, source, overrides)
+    return ExperimentConfig(resolve(value, source, build=build), file, list(overrides))
 
 
-def load_config(path: str | os.PathLike, build: bool = True) -> ExperimentConfig:
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = (),
+                build: bool = True) -> ExperimentConfig:
     """Read, validate and resolve an experiment file.
 
+    Args:
+        path: The YAML file.
+        overrides: `KEY=VALUE` strings, as given to `--set`.
+        build: Also build every model, optimizer and loss once (imports Keras).
+
     Raises:
-        ConfigError: if the file is missing or wrong; it lists every problem.
+        ConfigError: if the file, a base file or an override is wrong; it lists
+            every problem found.
     """
-    value, source = read_yaml_file(path)
-    return ExperimentConfig(resolve(value, source, build=build), os.fspath(path))
+    file = os.fspath(path)
+    value, source = read_with_bases(file)
+    value = apply_overrides(value, source, overrides)
+    return ExperimentConfig(resolve(value, source, build=build), file, list(overrides))

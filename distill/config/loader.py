@@ -32,14 +32,18 @@ def format_path(path: Path) -> str:
     return text
 
 
+Mark = tuple  # (file, line, column); line and column are 1-based, or None
+
+
 @dataclasses.dataclass
 class Source:
-    """Where the values of one parsed YAML document came from.
+    """Where the values of a config came from: a file, the files it is based on,
+    and `--set` overrides.
 
     Attributes:
-        file: The file name as the user gave it (used in messages).
-        values: Key path -> (line, column) of the value, 1-based.
-        keys: Key path -> (line, column) of the key that names it, 1-based.
+        file: The main file's name as the user gave it (used in messages).
+        values: Key path -> Mark of the value.
+        keys: Key path -> Mark of the key that names it.
         plain_scalars: Key path -> text of a plain (unquoted) scalar.
     """
 
@@ -48,8 +52,11 @@ class Source:
     keys: dict = dataclasses.field(default_factory=dict)
     plain_scalars: dict = dataclasses.field(default_factory=dict)
 
-    def locate(self, path: Path, prefer_key: bool = False) -> tuple[int | None, int | None]:
-        """Return the (line, column) of `path`, or of its nearest known parent."""
+    def mark(self, node: yaml.Node) -> Mark:
+        return (self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def locate(self, path: Path, prefer_key: bool = False) -> Mark:
+        """Return the Mark of `path`, or of its nearest known parent."""
         path = tuple(path)
         while True:
             table_order = (self.keys, self.values) if prefer_key else (self.values, self.keys)
@@ -57,14 +64,28 @@ class Source:
                 if path in table:
                     return table[path]
             if not path:
-                return None, None
+                return (self.file, None, None)
             path = path[:-1]
+
+    def forget(self, prefix: Path) -> None:
+        """Drop what is known about `prefix` and everything below it."""
+        prefix = tuple(prefix)
+        for table in (self.values, self.keys, self.plain_scalars):
+            for path in [p for p in table if p[:len(prefix)] == prefix]:
+                del table[path]
+
+    def overlay(self, other: "Source", prefix: Path = ()) -> None:
+        """Take `other`'s positions for everything it has at or below `prefix`."""
+        prefix = tuple(prefix)
+        for mine, theirs in ((self.values, other.values), (self.keys, other.keys),
+                             (self.plain_scalars, other.plain_scalars)):
+            mine.update({p: m for p, m in theirs.items() if p[:len(prefix)] == prefix})
 
     def problem(self, path: Path, message: str, hint: str | None = None,
                 prefer_key: bool = False) -> Problem:
-        """Build a `Problem` located at `path` in this source."""
-        line, column = self.locate(path, prefer_key=prefer_key)
-        return Problem(message, file=self.file, line=line, column=column,
+        """Build a `Problem` located at `path`."""
+        file, line, column = self.locate(path, prefer_key=prefer_key)
+        return Problem(message, file=file, line=line, column=column,
                        key=format_path(path) or None, hint=hint)
 
 
@@ -90,6 +111,14 @@ def _problem_from_yaml_error(file: str, error: yaml.YAMLError) -> Problem:
 _COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap")
 
 
+def _problem_from_reader_error(file: str, text: str, error: yaml.reader.ReaderError) -> Problem:
+    before = text[:error.position]
+    line = before.count("\n") + 1
+    column = error.position - (before.rfind("\n") + 1) + 1
+    return Problem(f"the character U+{error.character:04X} is not allowed in YAML.", file=file,
+                   line=line, column=column, hint="Delete it (it is invisible in most editors).")
+
+
 class _Walker:
     """Turn a composed node tree into Python values, recording marks."""
 
@@ -99,7 +128,7 @@ class _Walker:
         self.problems: list[Problem] = []
 
     def value(self, node: yaml.Node, path: Path) -> Any:
-        self.source.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        self.source.values[path] = self.source.mark(node)
         if (isinstance(node, (yaml.MappingNode, yaml.SequenceNode))
                 and node.tag not in _COLLECTION_TAGS):
             # Scalars go through SafeLoader, which refuses unknown tags; collections
@@ -125,13 +154,12 @@ class _Walker:
                 # Keys are names; `1:` or `yes:` as a key is read as its text.
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key)
             key_path = path + (key,)
-            mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            mark = self.source.mark(key_node)
             if key in result:
-                first_line = self.source.keys[key_path][0]
+                first_line = self.source.keys[key_path][1]
                 self.problems.append(Problem(
                     f"duplicate key '{key}' (first given on line {first_line}).",
-                    file=self.source.file, line=mark[0], column=mark[1],
-                    key=format_path(key_path),
+                    file=mark[0], line=mark[1], column=mark[2], key=format_path(key_path),
                     hint="YAML would silently keep only the last one: delete one of them."))
                 continue
             self.source.keys[key_path] = mark
@@ -154,13 +182,18 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Source]:
             duplicate key.
     """
     source = Source(file=file)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as error:  # a control character, found before parsing
+        raise ConfigError(_problem_from_reader_error(file, text, error)) from None
     try:
         node = loader.get_single_node()
         if node is None:
             return None, source
         walker = _Walker(loader, source)
         value = walker.value(node, ())
+    except yaml.reader.ReaderError as error:
+        raise ConfigError(_problem_from_reader_error(file, text, error)) from None
     except yaml.YAMLError as error:
         raise ConfigError(_problem_from_yaml_error(file, error)) from None
     finally:

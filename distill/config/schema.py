@@ -61,6 +61,18 @@ def schema_at(path: Path) -> dict | None:
     return schema
 
 
+def default_at(path: Path) -> Any:
+    """The schema's default for the value at `path` (a fresh copy), or None."""
+    parent = schema_at(path[:-1]) if path else None
+    if parent is None:
+        return None
+    raw = _resolve(parent).get("properties", {}).get(path[-1])
+    if raw is None:
+        return None
+    default = raw.get("default", _resolve(raw).get("default"))
+    return copy.deepcopy(default)
+
+
 def _types(schema: dict) -> set[str]:
     declared = schema.get("type", [])
     return {declared} if isinstance(declared, str) else set(declared)
@@ -148,7 +160,10 @@ def apply_defaults(value: Any, schema: dict | None = None) -> Any:
             child = subschema(schema, key)
             if child is not None:
                 out[key] = apply_defaults(out[key], child)
-        return out
+        # Keys in the schema's order, so every resolved config reads the same way.
+        order = list(schema.get("properties", {}))
+        return dict(sorted(out.items(),
+                           key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
     if isinstance(value, list):
         child = subschema(schema, 0)
         return [apply_defaults(item, child) if child else item for item in value]

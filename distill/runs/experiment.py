@@ -96,6 +96,7 @@ class _Run:
             "status": "running",
             "run_dir": folder.path,
             "config_file": config.file,
+            "overrides": list(config.overrides),
             "command": command,
             "started_at": _now(),
             "finished_at": None,
@@ -222,10 +223,14 @@ def run_experiment(config: ExperimentConfig, *, logs_dir: str | None = None,
     logs_dir = logs_dir or resolved["experiment"]["logs_dir"]
     keras.utils.set_random_seed(resolved["experiment"]["seed"])
     folder = RunFolder.create(logs_dir, resolved["experiment"]["name"])
+    overrides = "".join(f"#   --set {text}\n" for text in config.overrides)
     write_yaml(folder.file(CONFIG_FILE), resolved,
                header=f"# Resolved by distill {distill.__version__} from {config.file} on "
-                      f"{_now()}.\n# Every default is filled in: `distill run` this file to "
-                      "reproduce the run.\n")
+                      f"{_now()}.\n"
+                      + (f"# with the overrides (already applied below):\n{overrides}"
+                         if overrides else "")
+                      + "# Every default is filled in: `distill run` this file to reproduce "
+                        "the run.\n")
     run = _Run(config, folder, reporter, command)
     run.save_summary()
     reporter.run_started(folder.path, resolved)
