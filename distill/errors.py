@@ -28,6 +28,7 @@ class Problem:
         column: 1-based column in `file`.
         key: The key path inside the file, e.g. `stages[1].loss.temperature`.
         hint: How to fix it, when that is clear.
+        path: The key path as a tuple (("stages", 1, "loss")), for programs.
     """
 
     message: str
@@ -36,6 +37,7 @@ class Problem:
     column: int | None = None
     key: str | None = None
     hint: str | None = None
+    path: tuple | None = dataclasses.field(default=None, compare=False)
 
     def __str__(self) -> str:
         where = ""

@@ -232,3 +232,13 @@ def test_missing_model_file(tiny_data, tmp_path):
         "  - {name: student, type: distill, model: student, teacher: teacher, loss: {method: kd}}\n")
     problem = only(text)
     assert problem.key == "models.teacher.path" and "not found" in problem.message
+
+
+def test_schema_and_reference_problems_are_reported_together(tiny_config_text):
+    text = (tiny_config_text.replace("temperature: 4", "temperature: -4")
+            .replace("model: student", "model: studnet")
+            .replace("Dense: {units: 32,", "Dence: {units: 32,"))
+    found = {p.key: p for p in problems(text)}
+    assert set(found) == {"stages[1].loss.temperature", "stages[1].model",
+                          "models.teacher.layers[0]"}
+    assert [p.line for p in problems(text)] == sorted(p.line for p in problems(text))

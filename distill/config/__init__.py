@@ -88,11 +88,15 @@ def resolve(value: Any, source: Source, build: bool = True) -> dict:
     value = schema.coerce(value, source)
     problems = schema.validate(value, source)
     if problems:
-        raise ConfigError(problems)
+        # Also check what the schema accepted, so that one pass reports every problem.
+        broken = [problem.path for problem in problems if problem.path is not None]
+        filled = schema.apply_defaults(copy.deepcopy(value))
+        problems += checks.iter_problems(filled, source, build=build, broken=broken)
+        raise ConfigError(checks.in_file_order(problems, source.file))
     resolved = _fill(copy.deepcopy(value))
     problems = list(checks.iter_problems(resolved, source, build=build))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(checks.in_file_order(problems, source.file))
     return resolved
 
 

@@ -1,16 +1,29 @@
 """Checks the schema cannot express: references, order, and what Keras accepts.
 
-They run on a config the schema has already accepted, so every key has the
-type the schema promises.
+They run on a config after the schema check. When the schema found problems,
+they still run on every part the schema accepted (`broken` lists the paths it
+refused), so that one pass reports every problem in a file.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
-from distill.config.loader import Source
+from distill.config.loader import Path, Source
 from distill.errors import DeclarationError, Problem
 from distill.naming import suggest
+
+
+class _Scope:
+    """Which parts of the config the schema accepted."""
+
+    def __init__(self, broken: Sequence[Path]):
+        self.broken = [tuple(path) for path in broken]
+
+    def usable(self, path: Path) -> bool:
+        """True when nothing at, above or below `path` was refused."""
+        path = tuple(path)
+        return not any(b[:len(path)] == path or path[:len(b)] == b for b in self.broken)
 
 
 def _located(source: Source, prefix: tuple, error: DeclarationError) -> Problem:
@@ -18,33 +31,49 @@ def _located(source: Source, prefix: tuple, error: DeclarationError) -> Problem:
                           prefer_key=bool(error.path) and isinstance(error.path[-1], str))
 
 
-def check_references(config: dict, source: Source) -> list[Problem]:
+def _stages(config: dict) -> list[tuple[int, dict]]:
+    stages = config.get("stages")
+    if not isinstance(stages, list):
+        return []
+    return [(i, s) for i, s in enumerate(stages) if isinstance(s, dict)]
+
+
+def check_references(config: dict, source: Source, scope: _Scope) -> list[Problem]:
     """Stage names, model names, teacher references and data sizes; no Keras needed."""
     problems: list[Problem] = []
-    split = config["data"]["validation_split"]
-    if split >= 1 and not float(split).is_integer():
-        problems.append(source.problem(("data", "validation_split"),
-                                       f"must be a fraction below 1 or a whole count, got {split}."))
-    models = config["models"]
+    data = config.get("data")
+    if isinstance(data, dict) and scope.usable(("data", "validation_split")):
+        split = data.get("validation_split", 0)
+        if split >= 1 and not float(split).is_integer():
+            problems.append(source.problem(("data", "validation_split"),
+                                           f"must be a fraction below 1 or a whole count, got {split}."))
+    models = config.get("models")
+    known_models = isinstance(models, dict)
+    models = models if known_models else {}
     seen: dict[str, int] = {}
-    for index, stage in enumerate(config["stages"]):
+    for index, stage in _stages(config):
         where = ("stages", index)
-        name = stage["name"]
-        if name in seen:
-            problems.append(source.problem(where + ("name",), f"stage name '{name}' is already used "
-                                           f"by stages[{seen[name]}].",
-                                           "Stage names name folders in the run: make them unique."))
-        if stage["model"] not in models:
+        name = stage.get("name")
+        whole = scope.usable(where)
+        if isinstance(name, str) and scope.usable(where + ("name",)):
+            if name in seen:
+                problems.append(source.problem(
+                    where + ("name",), f"stage name '{name}' is already used by "
+                                       f"stages[{seen[name]}].",
+                    "Stage names name folders in the run: make them unique."))
+        model = stage.get("model")
+        if isinstance(model, str) and scope.usable(where + ("model",)) and known_models \
+                and model not in models:
             problems.append(source.problem(
-                where + ("model",), f"no model named '{stage['model']}' in models.",
-                suggest(stage["model"], models) or f"Models: {', '.join(models)}."))
-        if stage["type"] == "train":
+                where + ("model",), f"no model named '{model}' in models.",
+                suggest(model, models) or f"Models: {', '.join(models)}."))
+        if whole and stage["type"] == "train":
             for key in ("teacher", "loss"):
                 if key in stage:
                     problems.append(source.problem(
                         where + (key,), f"a train stage takes no {key}.",
                         "Set type: distill to learn from a teacher.", prefer_key=True))
-        else:
+        elif whole:
             for key in ("teacher", "loss"):
                 if key not in stage:
                     problems.append(source.problem(
@@ -54,8 +83,11 @@ def check_references(config: dict, source: Source) -> list[Problem]:
                         prefer_key=True))
             if "teacher" in stage:
                 problems.extend(_check_teacher(config, source, index, seen))
-        seen.setdefault(name, index)
+        if isinstance(name, str):
+            seen.setdefault(name, index)
     for name, model in models.items():
+        if not isinstance(model, dict) or not scope.usable(("models", name)):
+            continue
         has_layers, has_path = "layers" in model, "path" in model
         if has_layers == has_path:
             problems.append(source.problem(
@@ -70,33 +102,34 @@ def check_references(config: dict, source: Source) -> list[Problem]:
 
 
 def _check_teacher(config: dict, source: Source, index: int, earlier: dict) -> list[Problem]:
-    stage = config["stages"][index]
-    teacher = stage["teacher"]
+    stages = config["stages"]
+    teacher = stages[index]["teacher"]
     where = ("stages", index, "teacher")
     if teacher in earlier:
         return []
-    later = [i for i, s in enumerate(config["stages"]) if s["name"] == teacher and i >= index]
+    later = [i for i, s in enumerate(stages)
+             if isinstance(s, dict) and s.get("name") == teacher and i >= index]
     if later:
         return [source.problem(where, f"stage '{teacher}' runs at stages[{later[0]}], not before "
                                       "this stage, so it has not trained a teacher yet.",
                                "Move it before this stage.")]
-    model = config["models"].get(teacher)
-    if model is not None and "path" in model:
+    models = config.get("models") if isinstance(config.get("models"), dict) else {}
+    model = models.get(teacher)
+    if isinstance(model, dict) and "path" in model:
         return []
     if model is not None:
         return [source.problem(where, f"teacher '{teacher}' is never trained or loaded: no earlier "
-                                      "stage has that name, and models."
-                                      f"{teacher} has no path.",
+                                      f"stage has that name, and models.{teacher} has no path.",
                                f"Add a train stage named '{teacher}' before this one, or give "
                                f"models.{teacher}.path a .keras file.")]
-    names = list(earlier) + [n for n, m in config["models"].items() if "path" in m]
+    names = list(earlier) + [n for n, m in models.items() if isinstance(m, dict) and "path" in m]
     return [source.problem(where, f"no earlier stage or loadable model named '{teacher}'.",
                            suggest(teacher, names) or
                            (f"Earlier stages: {', '.join(earlier)}." if earlier else
                             "A teacher is an earlier stage or a model with a path."))]
 
 
-def check_buildable(config: dict, source: Source) -> list[Problem]:
+def check_buildable(config: dict, source: Source, scope: _Scope) -> list[Problem]:
     """Build every model, optimizer and loss once, as the run will."""
     from distill.data import DATASETS, input_shape  # noqa: PLC0415 - keep Keras out of plain parsing
     from distill.losses import build_loss  # noqa: PLC0415
@@ -104,28 +137,43 @@ def check_buildable(config: dict, source: Source) -> list[Problem]:
     from distill.stages import build_optimizer  # noqa: PLC0415
 
     problems: list[Problem] = []
-    info = DATASETS[config["data"]["dataset"]]
-    shape = input_shape(info.image_shape, config["data"]["flatten"])
-    for name, declaration in config["models"].items():
-        if ("layers" in declaration) == ("path" in declaration):
-            continue  # reported by check_references
-        try:
-            build_model(name, declaration, shape, info.num_classes)
-        except DeclarationError as error:
-            problems.append(_located(source, ("models", name), error))
-    for index, stage in enumerate(config["stages"]):
+    models = config.get("models")
+    data = config.get("data")
+    if isinstance(models, dict) and isinstance(data, dict) and scope.usable(("data", "dataset")) \
+            and scope.usable(("data", "flatten")):
+        info = DATASETS[data["dataset"]]
+        shape = input_shape(info.image_shape, data["flatten"])
+        for name, declaration in models.items():
+            if not scope.usable(("models", name)) or not isinstance(declaration, dict):
+                continue
+            if ("layers" in declaration) == ("path" in declaration):
+                continue  # reported by check_references
+            try:
+                build_model(name, declaration, shape, info.num_classes)
+            except DeclarationError as error:
+                problems.append(_located(source, ("models", name), error))
+    for index, stage in _stages(config):
         for key, build in (("optimizer", build_optimizer), ("loss", build_loss)):
-            if key in stage:
+            where = ("stages", index, key)
+            if key in stage and scope.usable(where):
                 try:
                     build(stage[key])
                 except DeclarationError as error:
-                    problems.append(_located(source, ("stages", index, key), error))
+                    problems.append(_located(source, where, error))
     return problems
 
 
-def iter_problems(config: dict, source: Source, build: bool = True) -> Iterator[Problem]:
-    """Every problem of a schema-valid, defaults-filled config, in file order."""
-    problems = check_references(config, source)
+def iter_problems(config: dict, source: Source, build: bool = True,
+                  broken: Sequence[Path] = ()) -> Iterator[Problem]:
+    """Every problem of a defaults-filled config outside the `broken` paths."""
+    scope = _Scope(broken)
+    yield from check_references(config, source, scope)
     if build:
-        problems += check_buildable(config, source)
-    yield from sorted(problems, key=lambda p: (p.line or 0, p.column or 0))
+        yield from check_buildable(config, source, scope)
+
+
+def in_file_order(problems: Sequence[Problem], main_file: str) -> list[Problem]:
+    """The main file's problems by line, then those of base files and overrides."""
+    unique = {str(problem): problem for problem in problems}
+    return sorted(unique.values(), key=lambda p: (p.file != main_file, p.file or "",
+                                                  p.line or 0, p.column or 0))

@@ -86,7 +86,7 @@ class Source:
         """Build a `Problem` located at `path`."""
         file, line, column = self.locate(path, prefer_key=prefer_key)
         return Problem(message, file=file, line=line, column=column,
-                       key=format_path(path) or None, hint=hint)
+                       key=format_path(path) or None, hint=hint, path=tuple(path))
 
 
 def _problem_from_yaml_error(file: str, error: yaml.YAMLError) -> Problem:
