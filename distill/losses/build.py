@@ -134,13 +134,13 @@ def build_loss(declaration: dict) -> LossSpec:
             terms.append(Term(name, build_method(method, term, ("terms", index)), weight))
         return LossSpec(hard_label_weight=hard_label_weight, terms=tuple(terms))
 
+    if "method" not in arguments:
+        raise DeclarationError((), "a loss needs 'method' (one method) or 'terms' (several).",
+                               "E.g. {method: kd, temperature: 4, alpha: 0.1}.")
     if "hard_label_weight" in arguments:
         raise DeclarationError(("hard_label_weight",), "the one-method form weighs the labels "
                                "with alpha (the method gets 1 - alpha); hard_label_weight "
                                "goes with 'terms'.")
-    if "method" not in arguments:
-        raise DeclarationError((), "a loss needs 'method' (one method) or 'terms' (several).",
-                               "E.g. {method: kd, temperature: 4, alpha: 0.1}.")
     method = arguments.pop("method")
     alpha = float(arguments.pop("alpha", DEFAULT_ALPHA))
     if method in NOT_IN_SHORTHAND:
