@@ -82,7 +82,8 @@ def table(config: dict, summaries: list[dict], seeds: list[int], epochs: int) ->
         sec_mean, sec_std = mean_std(seconds)
         gain = "" if stage["model"] != "student" or name == "scratch" else (
             f"{100 * statistics.mean(a - b for a, b in zip(accuracy, scratch)):+.2f} pts")
-        lines.append(f"| {name} | {describe(stage)} | {100 * acc_mean:.2f} +- {100 * acc_std:.2f} % "
+        lines.append(f"| {name} | {describe(stage)} "
+                     f"| {100 * acc_mean:.2f} +- {100 * acc_std:.2f} % "
                      f"| {gain} | {sec_mean:.1f} +- {sec_std:.1f} |")
     return "\n".join(lines)
 

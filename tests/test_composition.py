@@ -249,4 +249,5 @@ def test_cli_names_the_terms_in_the_stage_header(tiny_config_text, write_config,
 
 
 def test_tiny_config_still_reads(tiny_data):
-    assert parse_config(TINY_CONFIG.format(data=tiny_data)).data["stages"][1]["loss"]["alpha"] == 0.1
+    loss = parse_config(TINY_CONFIG.format(data=tiny_data)).data["stages"][1]["loss"]
+    assert loss == {"method": "kd", "temperature": 4, "alpha": 0.1}

@@ -124,11 +124,20 @@ def test_unknown_teacher_suggests_the_stage(ensemble_text):
     assert "Did you mean 'deep'?" in problem.hint
 
 
+def test_a_teacher_may_be_a_saved_model(ensemble_text, tmp_path):
+    saved = tmp_path / "saved.keras"
+    keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)]).save(saved)
+    text = ensemble_text.replace("models:\n", f"models:\n  saved: {{path: {saved}}}\n").replace(
+        "teachers: [wide, deep]", "teachers: [wide, saved]")
+    assert parse_config(text).data["stages"][2]["teachers"] == ["wide", "saved"]
+
+
 def test_a_train_stage_takes_no_teachers(ensemble_text):
     text = ensemble_text.replace("    model: wide\n    epochs: 2",
                                  "    model: wide\n    teachers: [deep]\n    epochs: 2")
     problem = only(text)
-    assert problem.key == "stages[0].teachers" and "a train stage takes no teachers" in problem.message
+    assert problem.key == "stages[0].teachers"
+    assert "a train stage takes no teachers" in problem.message
 
 
 # --- training ----------------------------------------------------------------------------------

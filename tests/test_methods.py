@@ -32,7 +32,7 @@ def softmax(z, temperature=1.0):
 
 
 def teacher_probs(t, temperature, weights=None):
-    """softmax(t / T), or the weighted mean over teachers for t of shape (batch, teachers, classes)."""
+    """softmax(t / T); for t of shape (batch, teachers, classes), its weighted mean."""
     t = np.asarray(t, np.float64)
     if t.ndim == 2:
         return softmax(t, temperature)

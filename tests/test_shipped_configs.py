@@ -44,7 +44,8 @@ def methods_of(stage: dict) -> set[str]:
 
 
 def shipped() -> list[tuple[str, dict]]:
-    return [(path.name, yaml.safe_load(path.read_text())) for path in sorted(CONFIGS.glob("*.yaml"))]
+    return [(path.name, yaml.safe_load(path.read_text()))
+            for path in sorted(CONFIGS.glob("*.yaml"))]
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])

@@ -8,10 +8,10 @@ per-batch objective, written in `keras.ops`:
 with `s` the student's logits and `t` the teacher's (or the teachers', stacked
 as (batch, teachers, classes)). A `train` stage is the same model with no terms
 and a hard-label weight of 1. Each term also receives the labels, the epoch in
-progress and the teacher weights as keyword arguments, and uses what it needs. Keeping the step in
-`compute_loss` (not in callbacks) lets `Model.fit` drive it today and a custom
-loop under `tf.distribute` (`strategy.run(model.train_step, ...)`) drive it
-later.
+progress and the teacher weights as keyword arguments, and uses what it needs.
+Keeping the step in `compute_loss` (not in callbacks) lets `Model.fit` drive it
+today and a custom loop under `tf.distribute` (`strategy.run(model.train_step,
+...)`) drive it later.
 
 It extends Keras' `keras.distillation.Distiller` idea rather than subclassing
 it: that class runs one teacher on every batch, while distill also feeds cached
