@@ -35,7 +35,6 @@ from distill.naming import accepted_arguments, suggest
 DEFAULT_ALPHA = 0.1
 DEFAULT_HARD_LABEL_WEIGHT = 1.0
 DEFAULT_TERM_WEIGHT = 1.0
-TERM_KEYS = ("method", "name", "weight")
 # Methods with an argument named like the shorthand's `alpha`.
 NOT_IN_SHORTHAND = ("dkd",)
 # Term names whose metric (`<name>_loss`) the stage already logs.
