@@ -82,6 +82,26 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _describe_loss(loss: dict) -> str:
+    """`kd T=4 alpha=0.1`, or `0.1*ce + 0.9*kd(T=4) + 1*dist(...)` for terms."""
+    def arguments(declaration: dict, skip: tuple) -> str:
+        shown = [f"{'T' if key == 'temperature' else key}={_fmt_number(value)}"
+                 for key, value in declaration.items() if key not in skip]
+        return " ".join(shown)
+
+    if "terms" not in loss:
+        return f"{loss['method']} {arguments(loss, ('method',))}".strip()
+    parts = [f"{_fmt_number(loss['hard_label_weight'])}*ce"]
+    for term in loss["terms"]:
+        inner = arguments(term, ("method", "weight", "name"))
+        parts.append(f"{_fmt_number(term['weight'])}*{term['method']}({inner})")
+    return " + ".join(parts)
+
+
+def _fmt_number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
 class ConsoleReporter(Reporter):
     """Prints a run's progress: a header per stage, a line per epoch, a summary."""
 
@@ -105,9 +125,9 @@ class ConsoleReporter(Reporter):
         text = (f"\n[{index + 1}/{self.stages}] {stage['name']}: {stage['type']} model "
                 f"'{stage['model']}' ({params:,} params)")
         if stage["type"] == "distill":
-            loss = stage["loss"]
-            text += (f" from '{stage['teacher']}', {loss['method']} T={loss['temperature']:g} "
-                     f"alpha={loss['alpha']:g}")
+            teachers = stage.get("teachers") or [stage["teacher"]]
+            text += (f" from {', '.join(repr(name) for name in teachers)}, "
+                     f"{_describe_loss(stage['loss'])}")
         lr = optimizer.get("learning_rate")
         text += (f"; {stage['epochs']} epochs, batch {stage['batch_size']}, {optimizer['name']}"
                  + (f" lr {lr:g}" if lr is not None else ""))

@@ -18,7 +18,7 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
-from distill.config import checks, schema
+from distill.config import checks, methods, schema
 from distill.config.compose import apply_overrides, read_with_bases
 from distill.config.loader import Source, format_path, parse_yaml
 from distill.errors import ConfigError, Problem
@@ -50,6 +50,8 @@ def _fill(config: dict) -> dict:
     config = schema.apply_defaults(config)
     for stage in config["stages"]:
         stage.setdefault("batch_size", config["data"]["batch_size"])
+        if "loss" in stage:
+            stage["loss"] = methods.fill_loss(stage["loss"])
     for model in config["models"].values():
         if "path" in model:
             model["path"] = os.path.abspath(os.path.expanduser(model["path"]))

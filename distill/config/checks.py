@@ -68,21 +68,33 @@ def check_references(config: dict, source: Source, scope: _Scope) -> list[Proble
                 where + ("model",), f"no model named '{model}' in models.",
                 suggest(model, models) or f"Models: {', '.join(models)}."))
         if whole and stage["type"] == "train":
-            for key in ("teacher", "loss"):
+            for key in ("teacher", "teachers", "teacher_weights", "loss"):
                 if key in stage:
                     problems.append(source.problem(
                         where + (key,), f"a train stage takes no {key}.",
                         "Set type: distill to learn from a teacher.", prefer_key=True))
         elif whole:
             for key in ("teacher", "loss"):
-                if key not in stage:
+                if key not in stage and not (key == "teacher" and "teachers" in stage):
                     problems.append(source.problem(
                         where, f"a distill stage needs a '{key}' key.",
                         "E.g. teacher: teacher and loss: {method: kd, temperature: 4, alpha: 0.1}."
-                        if key == "loss" else "Name an earlier stage, or a model with a path.",
+                        if key == "loss" else "Name an earlier stage, or a model with a path "
+                                              "(or several in 'teachers').",
                         prefer_key=True))
-            if "teacher" in stage:
-                problems.extend(_check_teacher(config, source, index, seen))
+            if "teacher" in stage and "teachers" in stage:
+                problems.append(source.problem(
+                    where + ("teachers",), "give either 'teacher' (one) or 'teachers' (several), "
+                                           "not both.", prefer_key=True))
+            elif "teacher" in stage:
+                problems.extend(_check_teacher(config, source, index, seen, stage["teacher"],
+                                               where + ("teacher",)))
+            elif "teachers" in stage:
+                problems.extend(_check_teachers(config, source, index, seen))
+            if "teacher_weights" in stage and "teachers" not in stage:
+                problems.append(source.problem(
+                    where + ("teacher_weights",), "teacher_weights weigh several 'teachers'; "
+                                                  "this stage has one teacher.", prefer_key=True))
         if isinstance(name, str):
             seen.setdefault(name, index)
     for name, model in models.items():
@@ -101,10 +113,37 @@ def check_references(config: dict, source: Source, scope: _Scope) -> list[Proble
     return problems
 
 
-def _check_teacher(config: dict, source: Source, index: int, earlier: dict) -> list[Problem]:
+def _check_teachers(config: dict, source: Source, index: int, earlier: dict) -> list[Problem]:
+    """Each of a stage's `teachers`, and its `teacher_weights`."""
+    stage = config["stages"][index]
+    teachers = stage["teachers"]
+    where = ("stages", index)
+    problems: list[Problem] = []
+    for position, teacher in enumerate(teachers):
+        if teacher in teachers[:position]:
+            problems.append(source.problem(
+                where + ("teachers", position), f"teacher '{teacher}' is listed twice.",
+                "To give a teacher more weight, use teacher_weights."))
+            continue
+        problems.extend(_check_teacher(config, source, index, earlier, teacher,
+                                       where + ("teachers", position)))
+    weights = stage.get("teacher_weights")
+    if weights is not None:
+        if len(weights) != len(teachers):
+            problems.append(source.problem(
+                where + ("teacher_weights",), f"has {len(weights)} weight(s) for "
+                                              f"{len(teachers)} teacher(s); give one per teacher, "
+                                              "in the order of 'teachers'."))
+        elif not any(weight > 0 for weight in weights):
+            problems.append(source.problem(
+                where + ("teacher_weights",), "the weights are all zero, so no teacher would "
+                                              "count.", "Give at least one a positive weight."))
+    return problems
+
+
+def _check_teacher(config: dict, source: Source, index: int, earlier: dict, teacher: str,
+                   where: tuple) -> list[Problem]:
     stages = config["stages"]
-    teacher = stages[index]["teacher"]
-    where = ("stages", index, "teacher")
     if teacher in earlier:
         return []
     later = [i for i, s in enumerate(stages)

@@ -145,7 +145,11 @@ class _Run:
         except DeclarationError as error:  # e.g. a model file deleted since validation
             raise RunError(f"models.{name}: {error}") from None
 
-    def teacher(self, stage: dict, splits: Splits) -> keras.Model:
+    def teacher(self, stage: dict, splits: Splits) -> keras.Model | list[keras.Model]:
+        """The stage's `teacher`, or the list of its `teachers`."""
+        if "teachers" in stage:
+            return [self.models[name] if name in self.models else self.model(name, splits)
+                    for name in stage["teachers"]]
         name = stage["teacher"]
         if name in self.models:
             return self.models[name]
@@ -161,7 +165,8 @@ class _Run:
         model = self.model(stage["model"], splits)
         teacher = self.teacher(stage, splits) if stage["type"] == "distill" else None
         if teacher is not None:
-            entry["teacher"] = stage["teacher"]
+            key = "teachers" if "teachers" in stage else "teacher"
+            entry[key] = stage[key]
         stage_dir = self.folder.stage_dir(name)
         metrics = MetricsWriter(os.path.join(stage_dir, METRICS_FILE))
         entry.update(status="running", params=model.count_params(),

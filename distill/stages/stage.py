@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -28,7 +28,7 @@ class StageResult:
         test: {"loss": CE on the test set, "accuracy": ...}.
         params: The trained model's parameter count.
         seconds: Wall time of the whole stage, teacher logits included.
-        cached_teacher_logits: Whether the teacher ran once (True) or per batch.
+        cached_teacher_logits: Whether the teachers ran once (True) or per batch.
     """
 
     model: keras.Model
@@ -46,7 +46,16 @@ def should_cache(setting: object) -> bool:
     return setting is not False
 
 
-def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Model | None,
+def teacher_logits(teacher: keras.Model | Sequence[keras.Model], x: np.ndarray, batch_size: int,
+                   preprocess) -> np.ndarray:
+    """Logits of a teacher (n, classes), or of a list of them, stacked (n, teachers, classes)."""
+    if not isinstance(teacher, (list, tuple)):
+        return predict_logits(teacher, x, batch_size, preprocess)
+    return np.stack([predict_logits(model, x, batch_size, preprocess) for model in teacher], axis=1)
+
+
+def run_stage(*, index: int, stage: dict, model: keras.Model,
+              teacher: keras.Model | Sequence[keras.Model] | None,
               splits: Splits, runtime: dict, seed: int,
               on_epoch: Callable[[dict], None] = lambda row: None,
               on_note: Callable[[str], None] = lambda text: None) -> StageResult:
@@ -56,7 +65,8 @@ def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Mod
         index: The stage's position in the experiment (seeds its data order).
         stage: The stage's resolved config.
         model: A fresh model to train.
-        teacher: The trained teacher of a distill stage, else None.
+        teacher: The trained teacher of a distill stage, a list of them for a stage
+            with `teachers:`, else None.
         splits: The data.
         runtime: The resolved `runtime` block.
         seed: The experiment seed.
@@ -79,16 +89,19 @@ def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Mod
         cached = should_cache(runtime["cache_teacher_logits"])
         if cached:
             tick = time.perf_counter()
-            train_inputs[TEACHER_LOGITS] = predict_logits(
+            train_inputs[TEACHER_LOGITS] = teacher_logits(
                 teacher, splits.x_train, runtime["eval_batch_size"], splits.preprocess)
             if val_inputs is not None:
-                val_inputs[TEACHER_LOGITS] = predict_logits(
+                val_inputs[TEACHER_LOGITS] = teacher_logits(
                     teacher, splits.x_val, runtime["eval_batch_size"], splits.preprocess)
-            on_note(f"teacher logits cached for {len(splits.x_train)} train and "
+            whose = (f"{len(teacher)} teachers'" if isinstance(teacher, (list, tuple))
+                     else "teacher")
+            on_note(f"{whose} logits cached for {len(splits.x_train)} train and "
                     f"{len(splits.x_val) if splits.x_val is not None else 0} validation samples "
                     f"in {time.perf_counter() - tick:.1f}s")
 
     trainer = Distillation(model, teacher, terms=terms, hard_label_weight=hard_label_weight,
+                           teacher_weights=stage.get("teacher_weights"),
                            name=f"{stage['name']}_trainer")
     trainer.compile(optimizer=build_optimizer(stage["optimizer"]),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
