@@ -139,10 +139,11 @@ class ConsoleReporter(Reporter):
     def run_ended(self, summary: dict) -> None:
         rows = [("stage", "type", "model", "params", "test acc", "test loss", "epochs", "seconds")]
         for name, entry in summary["stages"].items():
-            rows.append((name, entry["type"], entry["model"], f"{entry.get('params', 0):,}",
+            rows.append((name, entry["type"], entry["model"],
+                         f"{entry['params']:,}" if "params" in entry else "-",
                          _fmt(entry.get("test_accuracy", "-")), _fmt(entry.get("test_loss", "-")),
                          str(entry.get("epochs_completed", 0)),
-                         f"{entry.get('wall_seconds', 0):.1f}"))
+                         f"{entry['wall_seconds']:.1f}" if "wall_seconds" in entry else "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         self.echo("\nsummary")
         for row in rows:

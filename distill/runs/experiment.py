@@ -447,7 +447,8 @@ def reproduce_run(run_dir: str, *, tolerance: float = 0.0, logs_dir: str | None 
     folder = RunFolder.open(run_dir)
     folder.read_summary()
     config = load_config(folder.file(CONFIG_FILE))
-    if logs_dir is None:
-        logs_dir = os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
+    if logs_dir is None:  # <logs_dir>/<experiment>/<run>, as written when possible
+        logs_dir = (os.path.dirname(os.path.dirname(os.path.normpath(run_dir)))
+                    or os.path.dirname(os.path.dirname(os.path.abspath(run_dir))))
     result = run_experiment(config, logs_dir=logs_dir, reporter=reporter, command=command)
     return result, compare_runs(run_dir, result.run_dir, tolerance=tolerance)
