@@ -213,23 +213,28 @@ def _label(path: str, base: str = ".") -> str:
     return path if relative.startswith("..") else relative
 
 
+def _where(value) -> str:
+    """`student epoch 2`, or `student` for a value that belongs to no epoch."""
+    return value.stage + (f" epoch {value.epoch}" if value.epoch is not None else "")
+
+
 def _print_comparison(comparison) -> None:
     click.echo(f"\noriginal    {_label(comparison.original)}")
     click.echo(f"reproduced  {_label(comparison.reproduced)}")
     rows = [("stage", "epoch", "metric", "original", "reproduced", "difference")]
     for value in comparison.last_epoch():
+        if value.epoch is not None:
+            epoch = str(value.epoch)
+        else:
+            epoch = "" if value.metric == "status" else "test"
         difference = value.difference
-        epoch = str(value.epoch) if value.epoch is not None else "" if value.metric == "status" \
-            else "test"
-        rows.append((value.stage, epoch,
-                     value.metric, _exact(value.original), _exact(value.reproduced),
-                     "" if difference is None else f"{difference:.3g}"))
+        rows.append((value.stage, epoch, value.metric, _exact(value.original),
+                     _exact(value.reproduced), "" if difference is None else f"{difference:.3g}"))
     click.echo("\n" + _table(rows))
     click.echo("  (the last epoch of each stage is shown; every epoch is compared)")
     if comparison.environment:
         click.echo("environment differs: " + "; ".join(
-            f"{key} {_exact(a)} -> {_exact(b)}" for key, a, b in
-            ((key, *pair) for key, pair in comparison.environment.items())))
+            f"{key} {_exact(a)} -> {_exact(b)}" for key, (a, b) in comparison.environment.items()))
     else:
         click.echo("environment: the same versions, source commit and machine.")
     total, bad = len(comparison.values), comparison.disagreements
@@ -240,12 +245,10 @@ def _print_comparison(comparison) -> None:
         return
     worst = max((v for v in bad if v.difference is not None), key=lambda v: v.difference,
                 default=None)
-    first = bad[0]
-    text = f"differ: {len(bad)} of {total} values are not {within}; first: {first.stage} " + (
-        f"epoch {first.epoch} " if first.epoch is not None else "") + first.metric
+    text = (f"differ: {len(bad)} of {total} values are not {within}; first: "
+            f"{_where(bad[0])} {bad[0].metric}")
     if worst is not None:
-        text += (f"; largest: {worst.difference:.3g} ({worst.stage} "
-                 + (f"epoch {worst.epoch} " if worst.epoch is not None else "") + f"{worst.metric})")
+        text += f"; largest: {worst.difference:.3g} ({_where(worst)} {worst.metric})"
     click.echo(text + ".")
 
 
@@ -294,7 +297,7 @@ def list_runs(folder: str) -> None:
     for record in records:
         summary = record.summary or {}
         accuracy = "  ".join(
-            f"{name} {_fmt(entry['test_accuracy']) if entry.get('test_accuracy') is not None else '-'}"
+            f"{name} {_fmt(entry.get('test_accuracy') if 'test_accuracy' in entry else '-')}"
             for name, entry in summary.get("stages", {}).items())
         rows.append((_label(record.path, folder), summary.get("experiment", "?"),
                      (summary.get("started_at") or "?")[:19].replace("T", " "), record.status,

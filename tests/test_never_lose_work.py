@@ -65,7 +65,8 @@ def test_a_full_disk_mid_run_stops_with_a_message_keeps_the_work_and_resumes(
         original(self, row)
 
     monkeypatch.setattr(MetricsWriter, "append", append)
-    result = invoke("run", str(write_config(tiny_config_text)), "--logs-dir", str(tmp_path / "logs"))
+    result = invoke("run", str(write_config(tiny_config_text)),
+                    "--logs-dir", str(tmp_path / "logs"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     run_dir = only_run(tmp_path / "logs")
     assert "the disk is full. Free some space, then continue the run with `distill run " \

@@ -80,10 +80,11 @@ def summary(run_dir: str) -> dict:
 
 
 def assert_same_numbers(run_dir: str, reference: str) -> None:
+    ours, theirs = summary(run_dir)["stages"], summary(reference)["stages"]
     for stage in STAGES:
         assert rows(run_dir, stage) == rows(reference, stage), stage
         for key in ("test_accuracy", "test_loss", "epochs_completed"):
-            assert summary(run_dir)["stages"][stage][key] == summary(reference)["stages"][stage][key]
+            assert ours[stage][key] == theirs[stage][key], (stage, key)
 
 
 def test_the_same_config_twice_gives_identical_metrics(config_text, reference, tmp_path):
@@ -107,8 +108,9 @@ def test_the_run_folder_records_what_explains_a_difference(reference):
     assert set(record["versions"]) >= {"distill", "python", "tensorflow", "keras", "numpy",
                                        "platform"}
     assert record["machine"]["cpu"] and isinstance(record["machine"]["gpus"], list)
-    assert re.fullmatch(r"[0-9a-f]{40}", record["source"]["commit"])  # the tests run from git
-    assert isinstance(record["source"]["dirty"], bool)
+    if (REPO / ".git").exists():  # distill runs from this checkout
+        assert re.fullmatch(r"[0-9a-f]{40}", record["source"]["commit"])
+        assert isinstance(record["source"]["dirty"], bool)
     assert record["overrides"] == []
     files = record["data"]["files"]
     assert len(files) == 4 and all(re.fullmatch(r"[0-9a-f]{64}", f["sha256"]) for f in files)
@@ -133,7 +135,8 @@ class StopAt(Reporter):
 def test_ctrl_c_keeps_finished_epochs_and_resume_gives_the_uninterrupted_numbers(
         config_text, reference, tmp_path):
     with pytest.raises(RunInterrupted) as caught:
-        run_experiment(parse_config(config_text), logs_dir=str(tmp_path), reporter=StopAt("student", 4))
+        run_experiment(parse_config(config_text), logs_dir=str(tmp_path),
+                       reporter=StopAt("student", 4))
     run_dir = caught.value.run_dir
     assert f"distill run --resume {run_dir}" in str(caught.value)
     assert caught.value.exit_code == 130
@@ -206,7 +209,8 @@ def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
     result = resume("--resume", str(tmp_path))
     assert result.exit_code == 2 and "not a run folder" in result.output
     result = resume("--resume", reference)
-    assert result.exit_code == 2 and "the run completed; there is nothing to resume" in result.output
+    assert result.exit_code == 2
+    assert "the run completed; there is nothing to resume" in result.output
     assert f"distill reproduce {reference}" in result.output
     result = resume(str(tmp_path / "x.yaml"), "--resume", reference)
     assert result.exit_code == 2 and "not both" in result.output

@@ -34,7 +34,8 @@ def fake_run(root: pathlib.Path, experiment: str, stamp: str, status: str,
         if accuracy is not None:
             entries[name].update(status="completed", test_accuracy=accuracy, test_loss=0.25,
                                  wall_seconds=4.5)
-    started = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}+00:00"
+    day, time = stamp.split("-")
+    started = f"{day[:4]}-{day[4:6]}-{day[6:]}T{time[:2]}:{time[2:4]}:{time[4:]}+00:00"
     (run_dir / "summary.json").write_text(json.dumps({
         "experiment": experiment, "status": status, "started_at": started, "stages": entries,
         "versions": {"tensorflow": "2.21.0"}}))

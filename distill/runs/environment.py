@@ -87,15 +87,17 @@ def environment() -> dict:
 
 
 def configure_determinism(deterministic: bool) -> None:
-    """Turn TensorFlow's deterministic ops on or off for the rest of the process.
+    """Turn TensorFlow's deterministic ops on or off, as `runtime.deterministic` says.
 
-    With them on, the same config on the same machine gives the same numbers,
-    run after run. TensorFlow's public API can only switch them on, so off goes
-    through the function its own tests use.
+    The setting is TensorFlow's, for the whole process: each run sets it, so a
+    notebook that runs two configs gets each one's. TensorFlow's public API can
+    only switch it on; off goes through the function its own tests use.
     """
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-    else:
-        from tensorflow.python.framework import config as tf_config  # noqa: PLC0415
+        return
+    from tensorflow.python.framework import config as tf_config  # noqa: PLC0415
 
-        tf_config.disable_op_determinism()
+    disable = getattr(tf_config, "disable_op_determinism", None)
+    if disable is not None:
+        disable()

@@ -29,8 +29,7 @@ from distill.errors import (DeclarationError, DistillError, RunError, RunFolderE
                             RunInterrupted)
 from distill.models import build_model, load_model, saved_model_file
 from distill.reporting import Reporter
-from distill.runs.environment import (configure_determinism, machine, source_commit,
-                                      versions)
+from distill.runs.environment import configure_determinism, environment, versions
 from distill.runs.folder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE,
                                  SUMMARY_FILE, MetricsWriter, RunFolder, atomic_write,
                                  reported_write, sha256_of, write_json, write_yaml)
@@ -109,9 +108,7 @@ class _Run:
             "stages": {stage["name"]: {"type": stage["type"], "model": stage["model"],
                                        "status": "pending", "epochs": stage["epochs"]}
                        for stage in resolved["stages"]},
-            "versions": versions(),
-            "source": source_commit(),
-            "machine": machine(),
+            **environment(),  # versions, source commit, machine
             "resumed": [],
         }
 
@@ -144,7 +141,8 @@ class _Run:
         raw = load_raw(data["dataset"], data["path"])
         files = [{"path": path, "sha256": digest} for path, digest in raw.files]
         earlier = (self.summary.get("data") or {}).get("files")
-        if earlier is not None and earlier != files:
+        if earlier is not None and (sorted(f["sha256"] for f in earlier)
+                                    != sorted(f["sha256"] for f in files)):
             raise RunFolderError(
                 f"the data files differ from those the run read first (was: "
                 f"{', '.join(f['path'] + ' ' + f['sha256'][:12] for f in earlier)}; now: "
@@ -356,8 +354,7 @@ def run_experiment(config: ExperimentConfig, *, logs_dir: str | None = None,
 
 def _changed_environment(summary: dict) -> dict:
     """What differs between the machine and versions that started a run and these."""
-    now = {"versions": versions(), "source": source_commit(), "machine": machine()}
-    return {key: {"was": summary.get(key), "now": value} for key, value in now.items()
+    return {key: {"was": summary.get(key), "now": value} for key, value in environment().items()
             if summary.get(key) != value}
 
 
@@ -400,21 +397,25 @@ def resume_experiment(run_dir: str, *, reporter: Reporter | None = None,
                 f"{config_path} changed since the run started, so the epochs it finished do "
                 f"not belong to it. Start a new run from it: `distill run {config_path}`.")
         config = load_config(config_path)
+        resolved = config.data
+        configure_determinism(resolved["runtime"]["deterministic"])
+        keras.utils.set_random_seed(resolved["experiment"]["seed"])
+        run = _Run(config, folder, reporter, summary)
+        changed = _changed_environment(summary)
     except BaseException:
         folder.unlock()
         raise
-    resolved = config.data
-    configure_determinism(resolved["runtime"]["deterministic"])
-    keras.utils.set_random_seed(resolved["experiment"]["seed"])
-    run = _Run(config, folder, reporter, summary)
-    changed = _changed_environment(summary)
     summary.setdefault("resumed", []).append(
-        {"at": _now(), "was": "killed" if summary.get("status") == "running" else summary.get("status"),
-         "command": command,
+        {"at": _now(), "command": command,
+         "was": "killed" if summary.get("status") == "running" else summary.get("status"),
          **({"changed": changed} if changed else {})})
     summary.update(status="running", finished_at=None)
     summary.pop("error", None)
-    run.save_summary()
+    try:
+        run.save_summary()
+    except BaseException:
+        folder.unlock()
+        raise
     reporter.run_started(folder.path, resolved)
     if changed:
         reporter.note(f"resuming with a different {' and '.join(changed)} than the run started "

@@ -291,9 +291,10 @@ def _csv_value(value: Any) -> Any:
 
 
 def read_metrics(path: str) -> list[dict]:
-    """Read a metrics CSV back, numbers as numbers."""
+    """Read a metrics CSV back, numbers as numbers; a half-written last line is left out."""
     with open(path, encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+        rows = [row for row in csv.DictReader(handle)
+                if None not in row and None not in row.values()]
     return [{key: _number(value) for key, value in row.items()} for row in rows]
 
 

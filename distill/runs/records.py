@@ -60,7 +60,7 @@ def read_run(path: str) -> RunRecord:
 
 
 def find_runs(folder: str) -> list[RunRecord]:
-    """Every run at or below `folder` (a logs folder, an experiment's folder or a run), oldest first.
+    """Every run at or below `folder` (a logs folder, an experiment's folder, a run), oldest first.
 
     Raises:
         RunFolderError: if `folder` does not exist.
