@@ -2,8 +2,10 @@
 
 A `Checkpoint` holds everything that the rest of a stage depends on:
 
-- the values of the trained model's variables: weights, batch-norm statistics,
-  and the state of each layer's `SeedGenerator` (which dropout masks come next);
+- the values of the trainer's variables: the student's weights, batch-norm
+  statistics and the state of each layer's `SeedGenerator` (which dropout masks
+  come next), any trainable part of the loss, and the frozen teacher's weights
+  (restored unchanged; kept so that whatever the trainer holds comes back);
 - the optimizer's variables: its moments and its iteration counter, which is
   also the position of a learning-rate schedule;
 - the epoch it was taken after, and the global Python and NumPy random states.
@@ -45,7 +47,7 @@ class Checkpoint:
 
     Attributes:
         epoch: The last finished epoch.
-        model: Values of the trained model's `variables`, in order.
+        model: Values of the trainer's `variables`, in order.
         optimizer: Values of the optimizer's `variables`, in order.
         meta: Everything else, JSON-ready: variable paths, random states, and
             what the caller added (stage name, seed ...).
@@ -105,6 +107,9 @@ def capture(model: keras.Model, optimizer: keras.optimizers.Optimizer, epoch: in
     """Take a checkpoint of `model` and `optimizer` after epoch `epoch` (1-based).
 
     Args:
+        model: The trainer (a `Distillation`), or any model being trained.
+        optimizer: Its optimizer.
+        epoch: The epoch just finished.
         meta: JSON-ready facts to keep with it (stage name, seed ...).
     """
     version, state, gauss = random.getstate()
@@ -131,7 +136,7 @@ def _assign(variables, values: list[np.ndarray], paths: list[str], what: str) ->
 
 def restore(checkpoint: Checkpoint, model: keras.Model,
             optimizer: keras.optimizers.Optimizer | None) -> None:
-    """Put a checkpoint's state back into a freshly built model and built optimizer.
+    """Put a checkpoint's state back into a freshly built trainer and built optimizer.
 
     With `optimizer` None only the model's variables are restored (enough when
     no epoch is left to train).

@@ -106,7 +106,7 @@ def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Mod
     if resume_from is not None:
         # Built as fit would build it, so that its variables exist to be restored.
         trainer.optimizer.build(trainer.trainable_variables)
-        restore(resume_from, model, trainer.optimizer)
+        restore(resume_from, trainer, trainer.optimizer)
         initial_epoch = min(resume_from.epoch, stage["epochs"])
     steps = math.ceil(len(splits.y_train) / stage["batch_size"])
     validation = (evaluation_dataset(val_inputs, splits.y_val, runtime["eval_batch_size"],
@@ -118,7 +118,7 @@ def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Mod
         history.append(row)
         on_epoch(row)
         if on_checkpoint is not None:
-            on_checkpoint(capture(model, trainer.optimizer, row["epoch"], stage=stage["name"],
+            on_checkpoint(capture(trainer, trainer.optimizer, row["epoch"], stage=stage["name"],
                                   stage_index=index, seed=seed, epochs=stage["epochs"]))
 
     monitor = EpochMonitor(record)
