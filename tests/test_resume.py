@@ -25,6 +25,7 @@ from distill.config import parse_config
 from distill.errors import ConfigError, RunFolderError, RunInterrupted
 from distill.reporting import Reporter
 from distill.runs import read_metrics, resume_experiment, run_experiment
+from distill.runs.environment import configure_determinism
 from distill.runs.folder import RunFolder
 from tests.conftest import REPO
 
@@ -297,3 +298,21 @@ def test_the_saved_config_of_a_schedule_run_is_plain_yaml(reference):
     saved = yaml.safe_load(pathlib.Path(reference, "config.yaml").read_text())
     assert saved["stages"][1]["optimizer"]["learning_rate"]["name"] == "cosine_decay"
     assert saved["runtime"]["deterministic"] is False
+
+
+def test_runtime_deterministic_switches_tensorflow_op_determinism(config_text, tmp_path):
+    from tensorflow.python.framework import config as tf_config
+
+    seen = []
+
+    class Watch(Reporter):
+        def stage_started(self, index, stage, params):
+            seen.append(tf_config.is_op_determinism_enabled())
+
+    text = config_text.replace("epochs: 10", "epochs: 1").replace("epochs: 2", "epochs: 1")
+    deterministic = text.replace("runtime: {", "runtime: {deterministic: true, ")
+    result = run_experiment(parse_config(deterministic), logs_dir=str(tmp_path), reporter=Watch())
+    assert result.status == "completed"  # and without Keras' warning about XLA
+    assert seen == [True, True]
+    configure_determinism(False)  # what the next run with the default does first
+    assert not tf_config.is_op_determinism_enabled()

@@ -100,7 +100,8 @@ def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Mod
                            name=f"{stage['name']}_trainer")
     trainer.compile(optimizer=build_optimizer(stage["optimizer"]),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                    jit_compile=runtime["jit_compile"],
+                    # Keras compiles without XLA under deterministic ops; asking earns a warning.
+                    jit_compile=runtime["jit_compile"] and not runtime.get("deterministic"),
                     steps_per_execution=runtime["steps_per_execution"])
     initial_epoch = 0
     if resume_from is not None:
@@ -118,8 +119,11 @@ def run_stage(*, index: int, stage: dict, model: keras.Model, teacher: keras.Mod
         history.append(row)
         on_epoch(row)
         if on_checkpoint is not None:
+            # Cached teacher logits are not stored: a resume computes them again from the
+            # teacher named here, in inference mode, bit for bit.
             on_checkpoint(capture(trainer, trainer.optimizer, row["epoch"], stage=stage["name"],
-                                  stage_index=index, seed=seed, epochs=stage["epochs"]))
+                                  stage_index=index, seed=seed, epochs=stage["epochs"],
+                                  teacher=stage.get("teacher"), cached_teacher_logits=cached))
 
     monitor = EpochMonitor(record)
     for epoch in range(initial_epoch, stage["epochs"]):
