@@ -311,8 +311,11 @@ def test_runtime_deterministic_switches_tensorflow_op_determinism(config_text, t
 
     text = config_text.replace("epochs: 10", "epochs: 1").replace("epochs: 2", "epochs: 1")
     deterministic = text.replace("runtime: {", "runtime: {deterministic: true, ")
-    result = run_experiment(parse_config(deterministic), logs_dir=str(tmp_path), reporter=Watch())
-    assert result.status == "completed"  # and without Keras' warning about XLA
-    assert seen == [True, True]
-    configure_determinism(False)  # what the next run with the default does first
+    try:
+        result = run_experiment(parse_config(deterministic), logs_dir=str(tmp_path),
+                                reporter=Watch())
+        assert result.status == "completed"  # and without Keras' warning about XLA
+        assert seen == [True, True]
+    finally:
+        configure_determinism(False)  # what the next run with the default does first
     assert not tf_config.is_op_determinism_enabled()
