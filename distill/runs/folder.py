@@ -65,7 +65,7 @@ def reported_write(path: str, then: str = "") -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             cause = "the disk is full. Free some space"
         elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             cause = "permission denied. Make the folder writable"
@@ -111,6 +111,7 @@ class RunFolder:
 
     def __init__(self, path: str):
         self.path = path
+        self._lock = None  # the open lock file while this process writes the run
 
     @classmethod
     def create(cls, logs_dir: str, experiment: str,
@@ -185,9 +186,8 @@ class RunFolder:
         self._lock = handle
 
     def unlock(self) -> None:
-        handle = getattr(self, "_lock", None)
-        if handle is not None:
-            handle.close()  # closing releases the flock
+        if self._lock is not None:
+            self._lock.close()  # closing releases the flock
             self._lock = None
 
     def is_locked(self) -> bool:
