@@ -51,6 +51,11 @@ def import_tensorflow_quietly() -> None:
             os.close(saved)
 
 
+def _command_line() -> list[str]:
+    """The command as typed, recorded in the run: `distill` also for `python -m distill`."""
+    return ["distill"] + sys.argv[1:]
+
+
 def _fail(error: DistillError) -> None:
     message = str(error)
     click.secho("error: ", fg="red", bold=True, err=True, nl=False)
@@ -129,8 +134,10 @@ class ConsoleReporter(Reporter):
             text += (f" from {', '.join(repr(name) for name in teachers)}, "
                      f"{_describe_loss(stage['loss'])}")
         lr = optimizer.get("learning_rate")
+        if isinstance(lr, dict):  # a schedule: its name and where it starts
+            lr = f"{lr['name']} from {lr.get('initial_learning_rate', '?')}"
         text += (f"; {stage['epochs']} epochs, batch {stage['batch_size']}, {optimizer['name']}"
-                 + (f" lr {lr:g}" if lr is not None else ""))
+                 + (f" lr {lr:g}" if isinstance(lr, float) else f" lr {lr}" if lr else ""))
         self.echo(text)
 
     def note(self, text: str) -> None:
@@ -145,16 +152,20 @@ class ConsoleReporter(Reporter):
         self.echo(f"  done in {entry['wall_seconds']:.1f}s: test accuracy "
                   f"{entry['test_accuracy']:.4f}, test loss {entry['test_loss']:.4f}")
 
+    def stage_kept(self, index: int, stage: dict, entry: dict) -> None:
+        self.echo(f"\n[{index + 1}/{self.stages}] {stage['name']}: completed before the "
+                  f"interruption, kept (test accuracy {entry['test_accuracy']:.4f})")
+
     def run_ended(self, summary: dict) -> None:
         rows = [("stage", "type", "model", "params", "test acc", "test loss", "epochs", "seconds")]
         for name, entry in summary["stages"].items():
-            rows.append((name, entry["type"], entry["model"], f"{entry.get('params', 0):,}",
+            rows.append((name, entry["type"], entry["model"],
+                         f"{entry['params']:,}" if "params" in entry else "-",
                          _fmt(entry.get("test_accuracy", "-")), _fmt(entry.get("test_loss", "-")),
                          str(entry.get("epochs_completed", 0)),
-                         f"{entry.get('wall_seconds', 0):.1f}"))
+                         f"{entry['wall_seconds']:.1f}" if "wall_seconds" in entry else "-"))
         self.echo("\nsummary")
-        for line in _table(rows):
-            self.echo("  " + line)
+        self.echo(_table(rows))
         self.echo(f"total {summary['wall_seconds']:.1f}s")
 
 
@@ -172,23 +183,42 @@ set_option = click.option(
 
 
 @cli.command()
-@click.argument("config_file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("config_file", type=click.Path(dir_okay=False, path_type=str), required=False)
 @set_option
 @click.option("--logs-dir", type=click.Path(file_okay=False, path_type=str),
               help="Write the run under this folder instead of experiment.logs_dir.")
+@click.option("--resume", "resume_dir", metavar="RUN_DIR", type=click.Path(path_type=str),
+              help="Continue the killed or interrupted run in RUN_DIR (instead of CONFIG_FILE).")
 @reports_errors
-def run(config_file: str, overrides: tuple[str, ...], logs_dir: str | None) -> None:
+def run(config_file: str | None, overrides: tuple[str, ...], logs_dir: str | None,
+        resume_dir: str | None) -> None:
     """Train and distill as CONFIG_FILE declares, into a new run folder.
 
     Prints a line per epoch and a summary; the last line is the run folder.
+    With --resume RUN_DIR it continues that run in its own folder instead: the
+    stages it finished are kept, the one it was in continues after its last
+    finished epoch.
     """
+    if (config_file is None) == (resume_dir is None):
+        raise click.UsageError("give a CONFIG_FILE to start a run, or --resume RUN_DIR to "
+                               "continue one (not both).")
+    if resume_dir is not None and overrides:
+        raise click.UsageError("--set does not go with --resume: a resumed run keeps the config "
+                               "it started with.")
+    if resume_dir is not None and logs_dir is not None:
+        raise click.UsageError("--logs-dir does not go with --resume: a resumed run stays in "
+                               "its folder.")
     import_tensorflow_quietly()
     from distill.config import load_config  # noqa: PLC0415 - TensorFlow loads only when needed
-    from distill.runs import run_experiment  # noqa: PLC0415
+    from distill.runs import resume_experiment, run_experiment  # noqa: PLC0415
 
-    config = load_config(config_file, overrides)
-    result = run_experiment(config, logs_dir=logs_dir, reporter=ConsoleReporter(),
-                            command=[os.path.basename(sys.argv[0])] + sys.argv[1:])
+    command = _command_line()
+    if resume_dir is not None:
+        result = resume_experiment(resume_dir, reporter=ConsoleReporter(), command=command)
+    else:
+        config = load_config(config_file, overrides)
+        result = run_experiment(config, logs_dir=logs_dir, reporter=ConsoleReporter(),
+                                command=command)
     click.echo(result.run_dir)
 
 
@@ -253,8 +283,7 @@ def show(config_file: str, overrides: tuple[str, ...]) -> None:
                   f"{layer.count_params():,}") for layer in model.layers[1:]]
         click.echo(f"{name}: {params[name]:,} parameters"
                    + (f", loaded from {declaration['path']}" if "path" in declaration else ""))
-        for line in _table(rows):
-            click.echo(f"  {line}")
+        click.echo(_table(rows))
     distills = [s for s in data["stages"] if s["type"] == "distill"]
     if distills:
         click.echo("\n# teacher/student size")
@@ -291,11 +320,146 @@ def init(path: str, template: str, force: bool) -> None:
                f"distill run {path}")
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    """Rows as left-aligned columns."""
+# Run folders: reproduce one, list them, compare them.
+
+def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> str:
+    """Rows of cells as aligned columns; the first row is the header."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-            for row in rows]
+    return "\n".join(indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths))
+                     .rstrip() for row in rows)
+
+
+def _exact(value: object) -> str:
+    """A value with every digit it has, so that equal-looking numbers are equal."""
+    if value is None:
+        return "-"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _label(path: str, base: str = ".") -> str:
+    """`path` relative to `base` when it lies inside it, else as given."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+    return path if relative.startswith("..") else relative
+
+
+def _where(value) -> str:
+    """`student epoch 2`, or `student` for a value that belongs to no epoch."""
+    return value.stage + (f" epoch {value.epoch}" if value.epoch is not None else "")
+
+
+def _print_comparison(comparison) -> None:
+    click.echo(f"\noriginal    {_label(comparison.original)}")
+    click.echo(f"reproduced  {_label(comparison.reproduced)}")
+    rows = [("stage", "epoch", "metric", "original", "reproduced", "difference")]
+    for value in comparison.last_epoch():
+        if value.epoch is not None:
+            epoch = str(value.epoch)
+        else:
+            epoch = "" if value.metric == "status" else "test"
+        difference = value.difference
+        rows.append((value.stage, epoch, value.metric, _exact(value.original),
+                     _exact(value.reproduced), "" if difference is None else f"{difference:.3g}"))
+    click.echo("\n" + _table(rows))
+    click.echo("  (the last epoch of each stage is shown; every epoch is compared)")
+    if comparison.environment:
+        click.echo("environment differs: " + "; ".join(
+            f"{key} {_exact(a)} -> {_exact(b)}" for key, (a, b) in comparison.environment.items()))
+    else:
+        click.echo("environment: the same versions, source commit and machine.")
+    total, bad = len(comparison.values), comparison.disagreements
+    within = "identical" if comparison.tolerance == 0 else f"within {comparison.tolerance:g}"
+    if not bad:
+        click.echo(f"agree: all {total} values (every metric of every epoch, the test metrics "
+                   f"and statuses) are {within}.")
+        return
+    worst = max((v for v in bad if v.difference is not None), key=lambda v: v.difference,
+                default=None)
+    text = (f"differ: {len(bad)} of {total} values are not {within}; first: "
+            f"{_where(bad[0])} {bad[0].metric}")
+    if worst is not None:
+        text += f"; largest: {worst.difference:.3g} ({_where(worst)} {worst.metric})"
+    click.echo(text + ".")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Largest absolute difference of a metric still counted as agreeing. 0 asks "
+                   "for identical numbers, as on the same machine and versions; loosen it "
+                   "(e.g. 1e-4) to compare across machines.")
+@click.option("--logs-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Write the new run under this folder instead of beside RUN_DIR.")
+@reports_errors
+def reproduce(run_dir: str, tolerance: float, logs_dir: str | None) -> None:
+    """Run RUN_DIR's saved config again into a new run folder and compare the two.
+
+    Prints both runs' stage metrics side by side. Exits 0 when every metric of
+    every epoch agrees within the tolerance, 1 when one does not.
+    """
+    import_tensorflow_quietly()
+    from distill.runs import reproduce_run  # noqa: PLC0415
+
+    _, comparison = reproduce_run(run_dir, tolerance=tolerance, logs_dir=logs_dir,
+                                  reporter=ConsoleReporter(),
+                                  command=_command_line())
+    _print_comparison(comparison)
+    sys.exit(0 if comparison.agree else 1)
+
+
+@cli.command("runs")
+@click.argument("folder", default="logs", type=click.Path(path_type=str))
+@reports_errors
+def list_runs(folder: str) -> None:
+    """List the runs in FOLDER (default: logs), oldest first.
+
+    Shows each run's experiment, start time, status and the test accuracy of
+    each stage. A run marked `killed` stopped without saying so (e.g. SIGKILL);
+    `distill run --resume` continues it, as it does `interrupted` and `failed` ones.
+    """
+    from distill.runs.records import find_runs  # noqa: PLC0415
+
+    records = find_runs(folder)
+    if not records:
+        click.echo(f"no runs in {folder}")
+        return
+    rows = [("run", "experiment", "started", "status", "test accuracy")]
+    for record in records:
+        summary = record.summary or {}
+        accuracy = "  ".join(
+            f"{name} {_fmt(entry.get('test_accuracy') if 'test_accuracy' in entry else '-')}"
+            for name, entry in summary.get("stages", {}).items())
+        rows.append((_label(record.path, folder), summary.get("experiment", "?"),
+                     (summary.get("started_at") or "?")[:19].replace("T", " "), record.status,
+                     accuracy or (record.problem or "")))
+    click.echo(_table(rows, indent=""))
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=str))
+@reports_errors
+def compare(run_dirs: tuple[str, ...]) -> None:
+    """Print the final metrics of every stage of each RUN_DIR in one table.
+
+    Training and validation metrics are those of the last finished epoch; test
+    metrics are measured after the stage's last epoch.
+    """
+    from distill.runs.records import read_run  # noqa: PLC0415
+
+    columns = ("loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+    rows = [("run", "stage", "status", "epochs") + columns + ("params", "seconds")]
+    for run_dir in run_dirs:
+        record = read_run(run_dir)
+        for name, entry in record.summary["stages"].items():
+            stage_rows = record.stage_rows(name)
+            last = {**(stage_rows[-1] if stage_rows else {}), **entry}
+            seconds = entry.get("wall_seconds")
+            rows.append((_label(run_dir), name, entry.get("status", "?"),
+                         f"{len(stage_rows)}/{entry.get('epochs', '?')}",
+                         *(_fmt(last[key]) if last.get(key) is not None else "-"
+                           for key in columns),
+                         f"{entry['params']:,}" if "params" in entry else "-",
+                         f"{seconds:.1f}" if seconds is not None else "-"))
+    click.echo(_table(rows, indent=""))
 
 
 def main() -> None:

@@ -117,3 +117,9 @@ class DeclarationError(ValueError):
         self.message = message
         self.hint = hint
         super().__init__(message if hint is None else f"{message} {hint}")
+
+
+class RunFolderError(DistillError):
+    """A run folder named by the user is missing, is not a run, or cannot be resumed."""
+
+    exit_code = EXIT_USAGE

@@ -33,5 +33,8 @@ class Reporter:
     def stage_ended(self, stage: dict, entry: dict) -> None:
         """A stage finished; `entry` is its part of summary.json."""
 
+    def stage_kept(self, index: int, stage: dict, entry: dict) -> None:
+        """A resumed run keeps a stage that completed before; `entry` is its summary part."""
+
     def run_ended(self, summary: dict) -> None:
         """The run finished (completed, failed or interrupted); `summary` is summary.json."""

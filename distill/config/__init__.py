@@ -53,9 +53,10 @@ def _fill(config: dict) -> dict:
         if "loss" in stage:
             stage["loss"] = methods.fill_loss(stage["loss"])
     for model in config["models"].values():
-        if "path" in model:
-            model["path"] = os.path.abspath(os.path.expanduser(model["path"]))
-            model.setdefault("safe_mode", True)
+        for key in ("path", "run"):
+            if key in model:
+                model[key] = os.path.abspath(os.path.expanduser(model[key]))
+                model.setdefault("safe_mode", True)
     if config["data"]["path"] is not None:
         config["data"]["path"] = os.path.abspath(os.path.expanduser(config["data"]["path"]))
     return config

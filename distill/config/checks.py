@@ -7,6 +7,8 @@ refused), so that one pass reports every problem in a file.
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Iterator, Sequence
 
 from distill.config.loader import Path, Source
@@ -100,17 +102,54 @@ def check_references(config: dict, source: Source, scope: _Scope) -> list[Proble
     for name, model in models.items():
         if not isinstance(model, dict) or not scope.usable(("models", name)):
             continue
-        has_layers, has_path = "layers" in model, "path" in model
-        if has_layers == has_path:
+        has = [key for key in ("layers", "path", "run") if key in model]
+        if len(has) != 1:
             problems.append(source.problem(
-                ("models", name), "a model needs exactly one of 'layers' (build it) and 'path' "
-                                  f"(load a .keras file); it has {'both' if has_layers else 'neither'}.",
+                ("models", name), "a model needs exactly one of 'layers' (build it), 'path' "
+                                  "(load a .keras file) and 'run' (load a model an earlier run "
+                                  f"trained); it has {' and '.join(has) if has else 'none'}.",
                 prefer_key=True))
-        if "safe_mode" in model and not has_path:
+        if "safe_mode" in model and not {"path", "run"} & set(model):
             problems.append(source.problem(("models", name, "safe_mode"),
                                            "safe_mode applies only to a model loaded from a path.",
                                            prefer_key=True))
+        if ("run" in model) != ("stage" in model):
+            problems.append(source.problem(
+                ("models", name, "stage" if "stage" in model else "run"),
+                "'run' and 'stage' go together: the run folder and the stage of it whose "
+                "trained model to load.", prefer_key=True))
+        elif "run" in model:
+            problems.extend(_check_run_model(source, name, model))
     return problems
+
+
+def _check_run_model(source: Source, name: str, model: dict) -> list[Problem]:
+    """`models.<name>: {run: folder, stage: name}` names a stage that completed there."""
+    run, stage = model["run"], model["stage"]
+    where = ("models", name)
+    summary_file = os.path.join(run, "summary.json")
+    try:
+        with open(summary_file, encoding="utf-8") as handle:
+            summary = json.load(handle)
+        stages = summary["stages"]
+    except FileNotFoundError:
+        what = "no such folder" if not os.path.isdir(run) else "not a run folder (no summary.json)"
+        return [source.problem(where + ("run",), f"{run}: {what}.",
+                               "Give the folder `distill run` printed last, e.g. "
+                               "logs/<experiment>/<timestamp>.")]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return [source.problem(where + ("run",), f"cannot read {summary_file}: {error}.")]
+    if stage not in stages:
+        return [source.problem(where + ("stage",), f"the run {run} has no stage '{stage}'.",
+                               suggest(stage, stages) or f"Its stages: {', '.join(stages)}.")]
+    status = stages[stage].get("status")
+    model_file = os.path.join(run, stage, "model.keras")
+    if status != "completed" or not os.path.isfile(model_file):
+        return [source.problem(where + ("stage",),
+                               f"stage '{stage}' of the run {run} did not complete (status "
+                               f"{status}), so it saved no model.",
+                               f"Resume that run first: `distill run --resume {run}`.")]
+    return []
 
 
 def _check_teachers(config: dict, source: Source, index: int, earlier: dict) -> list[Problem]:
@@ -154,14 +193,15 @@ def _check_teacher(config: dict, source: Source, index: int, earlier: dict, teac
                                "Move it before this stage.")]
     models = config.get("models") if isinstance(config.get("models"), dict) else {}
     model = models.get(teacher)
-    if isinstance(model, dict) and "path" in model:
+    if isinstance(model, dict) and ("path" in model or "run" in model):
         return []
     if model is not None:
         return [source.problem(where, f"teacher '{teacher}' is never trained or loaded: no earlier "
                                       f"stage has that name, and models.{teacher} has no path.",
                                f"Add a train stage named '{teacher}' before this one, or give "
                                f"models.{teacher}.path a .keras file.")]
-    names = list(earlier) + [n for n, m in models.items() if isinstance(m, dict) and "path" in m]
+    names = list(earlier) + [n for n, m in models.items()
+                             if isinstance(m, dict) and ("path" in m or "run" in m)]
     return [source.problem(where, f"no earlier stage or loadable model named '{teacher}'.",
                            suggest(teacher, names) or
                            (f"Earlier stages: {', '.join(earlier)}." if earlier else
@@ -185,7 +225,8 @@ def check_buildable(config: dict, source: Source, scope: _Scope) -> list[Problem
         for name, declaration in models.items():
             if not scope.usable(("models", name)) or not isinstance(declaration, dict):
                 continue
-            if ("layers" in declaration) == ("path" in declaration):
+            if len({"layers", "path", "run"} & set(declaration)) != 1 or (
+                    ("run" in declaration) != ("stage" in declaration)):
                 continue  # reported by check_references
             try:
                 build_model(name, declaration, shape, info.num_classes)

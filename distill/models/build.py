@@ -147,9 +147,22 @@ def check_logits(model: keras.Model, num_classes: int, where: tuple) -> None:
             f"End with a layer of {num_classes} units, e.g. '- Dense: {{units: {num_classes}}}'.")
 
 
+def saved_model_file(declaration: dict) -> str | None:
+    """The `.keras` file a declaration loads, or None for one built from layers.
+
+    `{path: file}` names it; `{run: folder, stage: name}` is the model that stage
+    of an earlier run trained, `<run>/<stage>/model.keras`.
+    """
+    if "path" in declaration:
+        return declaration["path"]
+    if "run" in declaration:
+        return os.path.join(declaration["run"], declaration["stage"], "model.keras")
+    return None
+
+
 def build_model(name: str, declaration: dict, input_shape: tuple[int, ...],
                 num_classes: int) -> keras.Model:
-    """Build a fresh model from `{layers: [...]}`, or load `{path: ...}`.
+    """Build a fresh model from `{layers: [...]}`, or load `{path: ...}` or `{run:, stage:}`.
 
     Args:
         name: The model's name in the config.
@@ -163,9 +176,15 @@ def build_model(name: str, declaration: dict, input_shape: tuple[int, ...],
     Raises:
         DeclarationError: with a path relative to `declaration`.
     """
-    if "path" in declaration:
-        return load_model(declaration["path"], input_shape, num_classes,
-                          safe_mode=declaration.get("safe_mode", True), name=name)
+    path = saved_model_file(declaration)
+    if path is not None:
+        try:
+            return load_model(path, input_shape, num_classes,
+                              safe_mode=declaration.get("safe_mode", True), name=name)
+        except DeclarationError as error:
+            if "run" not in declaration:
+                raise
+            raise DeclarationError(("run",), error.message, error.hint) from None
     inputs = keras.Input(shape=input_shape, name="inputs")
     outputs = inputs
     for index, item in enumerate(declaration["layers"]):

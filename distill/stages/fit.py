@@ -95,10 +95,12 @@ def _preprocessed(preprocess: Preprocess):
 def training_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, *, batch_size: int,
                      seed: int, stage_index: int, epochs: int, initial_epoch: int = 0,
                      preprocess: Preprocess = _identity) -> tuple[tf.data.Dataset, int]:
-    """Batches for epochs `initial_epoch .. epochs - 1`, shuffled per epoch.
+    """Batches for epochs `initial_epoch .. epochs - 1`, shuffled per epoch, then the end.
 
     Each epoch is `ceil(n / batch_size)` batches of exactly `batch_size` samples
-    (see `epoch_order`).
+    (see `epoch_order`). The dataset is finite and its length is known, so that
+    `Model.fit` on one epoch of it stops a multi-step execution
+    (`steps_per_execution`) at the epoch's last batch.
 
     Args:
         inputs: Arrays with one row per sample, e.g. {"x": ..., "teacher_logits": ...};
@@ -121,13 +123,9 @@ def training_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, *, batch
         batch[INPUTS] = preprocess(batch[INPUTS])
         return batch, tf.gather(label_tensor, indices)
 
-    indices = tf.data.Dataset.from_tensor_slices(orders).flat_map(
-        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-    # Every epoch is exactly `steps` batches, so `fit(steps_per_epoch=steps)` keeps
-    # epochs aligned; repeat() only spares Keras a false "ran out of data" warning
-    # when it looks ahead past the last batch.
+    indices = tf.data.Dataset.from_tensor_slices(orders.reshape(-1, batch_size))
     dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.repeat().prefetch(tf.data.AUTOTUNE), steps
+    return dataset.prefetch(tf.data.AUTOTUNE), steps
 
 
 def evaluation_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, batch_size: int,

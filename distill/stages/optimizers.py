@@ -1,9 +1,17 @@
-"""Build a Keras optimizer from `{name: adam, learning_rate: 0.001, ...}`."""
+"""Build a Keras optimizer from `{name: adam, learning_rate: 0.001, ...}`.
+
+`learning_rate` is a number or a Keras learning-rate schedule by name and
+arguments, `{name: cosine_decay, initial_learning_rate: 0.001, decay_steps: 1000}`.
+A schedule is a function of the optimizer's iteration counter (batches trained
+in the stage so far), so a resumed stage that restores the counter continues
+the schedule where it stopped.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 
 import keras
 
@@ -21,16 +29,83 @@ def optimizer_classes() -> dict[str, type]:
             and name not in _NOT_DECLARABLE}
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+@functools.cache
+def schedule_classes() -> dict[str, type]:
+    """Keras' learning-rate schedules by snake-case name (`cosine_decay`, ...)."""
+    base = keras.optimizers.schedules.LearningRateSchedule
+    return {_snake(name): obj for name, obj in vars(keras.optimizers.schedules).items()
+            if inspect.isclass(obj) and issubclass(obj, base) and obj is not base}
+
+
+def build_schedule(declaration: dict) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Make a learning-rate schedule from `{name: cosine_decay, <its arguments>}`.
+
+    Args:
+        declaration: `name` (`cosine_decay`, or the class name `CosineDecay`) and the
+            arguments of that Keras class; steps count batches.
+
+    Raises:
+        DeclarationError: for an unknown schedule or argument, or a value Keras refuses;
+            paths are relative to the declaration.
+    """
+    arguments = dict(declaration)
+    name = str(arguments.pop("name"))
+    classes = schedule_classes()
+    cls = classes.get(name) or classes.get(_snake(name))
+    if cls is None:
+        raise DeclarationError(("name",), f"unknown learning-rate schedule '{name}'.",
+                               suggest(name, classes) or f"Known: {', '.join(sorted(classes))}.")
+    accepted = accepted_arguments(cls)
+    for argument in arguments:
+        if accepted is not None and argument not in accepted:
+            raise DeclarationError((argument,), f"{cls.__name__} has no argument '{argument}'.",
+                                   suggest(argument, accepted)
+                                   or f"Its arguments: {', '.join(sorted(accepted))}.")
+    try:
+        schedule = keras.optimizers.schedules.deserialize(
+            {"class_name": cls.__name__, "config": arguments})
+    except Exception:  # noqa: BLE001 - Keras hides the cause; construct directly to get it
+        try:
+            cls(**arguments)
+        except Exception as error:  # noqa: BLE001
+            raise DeclarationError((), f"{cls.__name__}: {_first_line(error)}") from None
+        raise
+    try:
+        schedule(0)  # a wrong value (e.g. a string) fails here rather than in the first step
+    except Exception as error:  # noqa: BLE001
+        raise DeclarationError((), f"{cls.__name__} fails at step 0: {_first_line(error)}",
+                               "Its arguments must be numbers (boundaries and values: lists "
+                               "of numbers).") from None
+    return schedule
+
+
+def _first_line(error: Exception) -> str:
+    text = (str(error).strip() or type(error).__name__).splitlines()[0]
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)  # TensorFlow's op prefix
+
+
 def build_optimizer(declaration: dict) -> keras.optimizers.Optimizer:
     """Make the optimizer a stage declares, through Keras' deserialization.
 
     Args:
-        declaration: `name` (any case: `adam`, `Adam`) and the optimizer's arguments.
+        declaration: `name` (any case: `adam`, `Adam`) and the optimizer's arguments;
+            `learning_rate` may be a schedule (see `build_schedule`).
 
     Raises:
-        DeclarationError: for an unknown optimizer or argument, or a value Keras refuses.
+        DeclarationError: for an unknown optimizer, schedule or argument, or a value
+            Keras refuses.
     """
     arguments = dict(declaration)
+    if isinstance(arguments.get("learning_rate"), dict):
+        try:
+            arguments["learning_rate"] = build_schedule(arguments["learning_rate"])
+        except DeclarationError as error:
+            raise DeclarationError(("learning_rate",) + error.path, error.message,
+                                   error.hint) from None
     name = str(arguments.pop("name"))
     classes = optimizer_classes()
     cls = classes.get(name.lower())

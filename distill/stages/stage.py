@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Callable, Sequence
 
@@ -12,6 +13,7 @@ import numpy as np
 from distill.data import Splits
 from distill.errors import RunError
 from distill.losses import build_loss
+from distill.stages.checkpoint import Checkpoint, capture, restore
 from distill.stages.distillation import INPUTS, TEACHER_LOGITS, Distillation
 from distill.stages.fit import (EpochMonitor, evaluate, evaluation_dataset, predict_logits,
                                 training_dataset)
@@ -58,7 +60,9 @@ def run_stage(*, index: int, stage: dict, model: keras.Model,
               teacher: keras.Model | Sequence[keras.Model] | None,
               splits: Splits, runtime: dict, seed: int,
               on_epoch: Callable[[dict], None] = lambda row: None,
-              on_note: Callable[[str], None] = lambda text: None) -> StageResult:
+              on_note: Callable[[str], None] = lambda text: None,
+              on_checkpoint: Callable[[Checkpoint], None] | None = None,
+              resume_from: Checkpoint | None = None) -> StageResult:
     """Train `model` as the (defaults-filled) `stage` says.
 
     Args:
@@ -72,9 +76,13 @@ def run_stage(*, index: int, stage: dict, model: keras.Model,
         seed: The experiment seed.
         on_epoch: Receives each finished epoch's metrics row.
         on_note: Receives one-line notes on the work (e.g. caching teacher logits).
+        on_checkpoint: Receives the stage's checkpoint after each finished epoch,
+            after `on_epoch` has its row.
+        resume_from: A checkpoint of this stage to continue from, after its epoch.
 
     Raises:
         RunError: if the loss stops being finite.
+        CheckpointMismatch: if `resume_from` does not fit the model.
     """
     started = time.perf_counter()
     terms, hard_label_weight = (), 1.0
@@ -105,12 +113,16 @@ def run_stage(*, index: int, stage: dict, model: keras.Model,
                            name=f"{stage['name']}_trainer")
     trainer.compile(optimizer=build_optimizer(stage["optimizer"]),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                    jit_compile=runtime["jit_compile"],
+                    # Keras compiles without XLA under deterministic ops; asking earns a warning.
+                    jit_compile=runtime["jit_compile"] and not runtime.get("deterministic"),
                     steps_per_execution=runtime["steps_per_execution"])
-    dataset, steps = training_dataset(train_inputs, splits.y_train,
-                                      batch_size=stage["batch_size"], seed=seed,
-                                      stage_index=index, epochs=stage["epochs"],
-                                      preprocess=splits.preprocess)
+    initial_epoch = 0
+    if resume_from is not None:
+        # Built as fit would build it, so that its variables exist to be restored.
+        trainer.optimizer.build(trainer.trainable_variables)
+        restore(resume_from, trainer, trainer.optimizer)
+        initial_epoch = min(resume_from.epoch, stage["epochs"])
+    steps = math.ceil(len(splits.y_train) / stage["batch_size"])
     validation = (evaluation_dataset(val_inputs, splits.y_val, runtime["eval_batch_size"],
                                      splits.preprocess)
                   if val_inputs is not None else None)
@@ -119,10 +131,26 @@ def run_stage(*, index: int, stage: dict, model: keras.Model,
     def record(row: dict) -> None:
         history.append(row)
         on_epoch(row)
+        if on_checkpoint is not None:
+            # Cached teacher logits are not stored: a resume computes them again from the
+            # teacher named here, in inference mode, bit for bit.
+            on_checkpoint(capture(trainer, trainer.optimizer, row["epoch"], stage=stage["name"],
+                                  stage_index=index, seed=seed, epochs=stage["epochs"],
+                                  teacher=stage.get("teacher"), cached_teacher_logits=cached))
 
     monitor = EpochMonitor(record)
-    trainer.fit(dataset, epochs=stage["epochs"], steps_per_epoch=steps,
-                validation_data=validation, callbacks=[monitor], shuffle=False, verbose=0)
+    for epoch in range(initial_epoch, stage["epochs"]):
+        # One fit per epoch, on exactly that epoch's batches: a multi-step execution
+        # (steps_per_execution) then ends with the epoch instead of running on into
+        # the next one, so epoch e trains on epoch_order(e), resumed or not.
+        dataset, _ = training_dataset(train_inputs, splits.y_train,
+                                      batch_size=stage["batch_size"], seed=seed,
+                                      stage_index=index, epochs=epoch + 1,
+                                      initial_epoch=epoch, preprocess=splits.preprocess)
+        trainer.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, validation_data=validation,
+                    callbacks=[monitor], shuffle=False, verbose=0)
+        if monitor.bad_loss is not None:
+            break
     if monitor.bad_loss is not None:
         epoch, batch, value = monitor.bad_loss
         raise RunError(
