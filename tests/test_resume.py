@@ -80,9 +80,9 @@ def summary(run_dir: str) -> dict:
     return json.loads(pathlib.Path(run_dir, "summary.json").read_text())
 
 
-def assert_same_numbers(run_dir: str, reference: str) -> None:
+def assert_same_numbers(run_dir: str, reference: str, stages=STAGES) -> None:
     ours, theirs = summary(run_dir)["stages"], summary(reference)["stages"]
-    for stage in STAGES:
+    for stage in stages:
         assert rows(run_dir, stage) == rows(reference, stage), stage
         for key in ("test_accuracy", "test_loss", "epochs_completed"):
             assert ours[stage][key] == theirs[stage][key], (stage, key)
@@ -319,3 +319,31 @@ def test_runtime_deterministic_switches_tensorflow_op_determinism(config_text, t
     finally:
         configure_determinism(False)  # what the next run with the default does first
     assert not tf_config.is_op_determinism_enabled()
+
+
+def test_resume_of_a_stage_with_several_teachers_uses_their_trained_models(tiny_data, tmp_path):
+    text = f"""\
+experiment: {{name: ensemble, seed: 5}}
+data: {{dataset: mnist, path: {tiny_data}, validation_split: 0.2, batch_size: 16}}
+runtime: {{steps_per_execution: 4}}
+models:
+  a: {{layers: [Dense: {{units: 24, activation: relu}}, Dense: {{units: 10}}]}}
+  b: {{layers: [Dense: {{units: 12, activation: relu}}, Dense: {{units: 10}}]}}
+  student: {{layers: [Dense: {{units: 8, activation: relu}}, Dense: {{units: 10}}]}}
+stages:
+  - {{name: first, type: train, model: a, epochs: 2}}
+  - {{name: second, type: train, model: b, epochs: 2}}
+  - name: student
+    type: distill
+    model: student
+    teachers: [first, second]
+    loss: {{method: kd, temperature: 4, alpha: 0.5}}
+    epochs: 3
+"""
+    whole = run_experiment(parse_config(text), logs_dir=str(tmp_path / "whole"))
+    with pytest.raises(RunInterrupted) as caught:
+        run_experiment(parse_config(text), logs_dir=str(tmp_path / "cut"),
+                       reporter=StopAt("student", 2))
+    result = resume_experiment(caught.value.run_dir)
+    assert result.status == "completed"
+    assert_same_numbers(result.run_dir, whole.run_dir, stages=("first", "second", "student"))

@@ -177,9 +177,12 @@ class _Run:
     def teacher(self, stage: dict, splits: Splits) -> keras.Model | list[keras.Model]:
         """The stage's `teacher`, or the list of its `teachers`."""
         if "teachers" in stage:
-            return [self.models[name] if name in self.models else self.model(name, splits)
-                    for name in stage["teachers"]]
-        name = stage["teacher"]
+            return [self.teacher_model(name, splits) for name in stage["teachers"]]
+        return self.teacher_model(stage["teacher"], splits)
+
+    def teacher_model(self, name: str, splits: Splits) -> keras.Model:
+        """The model an earlier stage trained (in this session or before a resume), or a
+        model in `models` loaded from a file."""
         if name in self.models:
             return self.models[name]
         earlier = self.summary["stages"].get(name)

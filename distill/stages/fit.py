@@ -92,7 +92,8 @@ def _preprocessed(preprocess: Preprocess):
     return apply
 
 
-def training_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, *, batch_size: int,
+def training_dataset(inputs: dict[str, np.ndarray | tf.Tensor], labels: np.ndarray | tf.Tensor,
+                     *, batch_size: int,
                      seed: int, stage_index: int, epochs: int, initial_epoch: int = 0,
                      preprocess: Preprocess = _identity) -> tuple[tf.data.Dataset, int]:
     """Batches for epochs `initial_epoch .. epochs - 1`, shuffled per epoch, then the end.
@@ -115,8 +116,9 @@ def training_dataset(inputs: dict[str, np.ndarray], labels: np.ndarray, *, batch
     steps = math.ceil(n / batch_size)
     orders = np.stack([epoch_order(n, seed, stage_index, e, batch_size)
                        for e in range(initial_epoch, epochs)])
-    tensors = {key: tf.constant(value) for key, value in inputs.items()}
-    label_tensor = tf.constant(labels)
+    # convert_to_tensor passes tensors through: a stage converts its arrays once, not per epoch.
+    tensors = {key: tf.convert_to_tensor(value) for key, value in inputs.items()}
+    label_tensor = tf.convert_to_tensor(labels)
 
     def gather(indices):
         batch = {key: tf.gather(value, indices) for key, value in tensors.items()}

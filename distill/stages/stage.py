@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from distill.data import Splits
 from distill.errors import RunError
@@ -139,11 +140,14 @@ def run_stage(*, index: int, stage: dict, model: keras.Model,
                                   teacher=stage.get("teacher"), cached_teacher_logits=cached))
 
     monitor = EpochMonitor(record)
+    # Converted once: each epoch's dataset gathers from these tensors.
+    train_tensors = {key: tf.convert_to_tensor(value) for key, value in train_inputs.items()}
+    train_labels = tf.convert_to_tensor(splits.y_train)
     for epoch in range(initial_epoch, stage["epochs"]):
         # One fit per epoch, on exactly that epoch's batches: a multi-step execution
         # (steps_per_execution) then ends with the epoch instead of running on into
         # the next one, so epoch e trains on epoch_order(e), resumed or not.
-        dataset, _ = training_dataset(train_inputs, splits.y_train,
+        dataset, _ = training_dataset(train_tensors, train_labels,
                                       batch_size=stage["batch_size"], seed=seed,
                                       stage_index=index, epochs=epoch + 1,
                                       initial_epoch=epoch, preprocess=splits.preprocess)
