@@ -6,6 +6,8 @@ import difflib
 import inspect
 from typing import Iterable
 
+from distill.errors import DeclarationError
+
 
 def suggest(word: object, choices: Iterable[object]) -> str:
     """Return ` Did you mean 'x'?` for the closest choice, or an empty string."""
@@ -36,3 +38,27 @@ def accepted_arguments(cls: type, *bases: type) -> set[str] | None:
         if klass is cls and not any(p.kind is p.VAR_KEYWORD for p in parameters):
             return names
     return names if bases else None
+
+
+def check_arguments(cls: type, arguments: Iterable[str], where: tuple, label: str,
+                    *bases: type) -> None:
+    """Refuse an argument `cls(...)` does not take, suggesting the one meant.
+
+    Args:
+        cls: The class the arguments are for.
+        arguments: The argument names a config gives.
+        where: The declaration path of the arguments; the bad one is appended.
+        label: How messages name the class (`Dense`, `Adam`, `kd`).
+        bases: Classes `cls` passes `**kwargs` on to (see `accepted_arguments`).
+
+    Raises:
+        DeclarationError: for the first unknown argument.
+    """
+    accepted = accepted_arguments(cls, *bases)
+    if accepted is None:
+        return
+    for argument in arguments:
+        if argument not in accepted:
+            raise DeclarationError(where + (argument,), f"{label} has no argument '{argument}'.",
+                                   suggest(argument, accepted)
+                                   or f"Its arguments: {', '.join(sorted(accepted))}.")

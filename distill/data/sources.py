@@ -75,7 +75,8 @@ class RawDataset:
     files: list[tuple[str, str]]
 
 
-def _sha256(path: str) -> str:
+def sha256_of(path: str) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -131,7 +132,7 @@ def _read_folder(folder: str, info: DatasetInfo) -> RawDataset | None:
     idx = _find_idx(folder)
     if idx:
         arrays = {key: read_idx(path) for key, path in idx.items()}
-        files = [(path, _sha256(path)) for path in idx.values()]
+        files = [(path, sha256_of(path)) for path in idx.values()]
         return _checked(RawDataset(info, source=f"{folder} (IDX)", files=files, **arrays))
     npz = _find_npz(folder, info)
     if npz:
@@ -141,7 +142,7 @@ def _read_folder(folder: str, info: DatasetInfo) -> RawDataset | None:
         except (OSError, ValueError, KeyError) as error:
             raise DataError(f"{npz}: cannot read it as a Keras dataset archive with arrays "
                             f"x_train, y_train, x_test, y_test ({error}).") from None
-        return _checked(RawDataset(info, source=f"{npz} (npz)", files=[(npz, _sha256(npz))],
+        return _checked(RawDataset(info, source=f"{npz} (npz)", files=[(npz, sha256_of(npz))],
                                    **arrays))
     return None
 

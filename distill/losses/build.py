@@ -30,7 +30,7 @@ import dataclasses
 
 from distill.errors import DeclarationError
 from distill.losses.registry import METHODS
-from distill.naming import accepted_arguments, suggest
+from distill.naming import check_arguments, suggest
 
 DEFAULT_ALPHA = 0.1
 DEFAULT_HARD_LABEL_WEIGHT = 1.0
@@ -83,12 +83,7 @@ def build_method(method: str, arguments: dict, path: tuple = ()) -> object:
         raise DeclarationError(path + ("method",), f"unknown method '{method}'.",
                                suggest(method, METHODS) or f"Known: {', '.join(sorted(METHODS))}.")
     cls = METHODS[method]
-    accepted = accepted_arguments(cls)
-    for argument in arguments:
-        if accepted is not None and argument not in accepted:
-            raise DeclarationError(path + (argument,), f"{method} has no argument '{argument}'.",
-                                   suggest(argument, accepted)
-                                   or f"Its arguments: {', '.join(sorted(accepted))}.")
+    check_arguments(cls, arguments, path, method)
     try:
         return cls(**arguments)
     except (TypeError, ValueError) as error:

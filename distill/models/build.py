@@ -18,7 +18,7 @@ import re
 import keras
 
 from distill.errors import DeclarationError
-from distill.naming import accepted_arguments, suggest
+from distill.naming import check_arguments, suggest
 
 # Layers a YAML file must not declare: they run stored Python code or wrap
 # models of other frameworks, which a config from a stranger must never do.
@@ -84,12 +84,7 @@ def build_layer(item: object, index: int) -> keras.layers.Layer:
         raise DeclarationError(where, f"{class_name} cannot be declared in a config: "
                                       f"{NOT_DECLARABLE[class_name]}.")
     cls = classes[class_name]
-    accepted = accepted_arguments(cls, keras.layers.Layer)
-    for argument in arguments:
-        if accepted is not None and argument not in accepted:
-            raise DeclarationError(
-                where + (class_name, argument), f"{class_name} has no argument '{argument}'.",
-                suggest(argument, accepted) or f"Its arguments: {', '.join(sorted(accepted))}.")
+    check_arguments(cls, arguments, where + (class_name,), class_name, keras.layers.Layer)
     arguments.setdefault("name", f"{_snake(class_name)}_{index}")
     try:
         return keras.layers.deserialize(

@@ -10,12 +10,15 @@ from distill.runs.folder import RunFolder, read_metrics
 __all__ = ["Reporter", "RunFolder", "RunResult", "read_metrics", "reproduce_run",
            "resume_experiment", "run_experiment", "save_model", "versions"]
 
-_DRIVER = {"RunResult", "reproduce_run", "resume_experiment", "run_experiment", "save_model",
-           "versions"}
+_DRIVER = {"RunResult", "reproduce_run", "resume_experiment", "run_experiment", "save_model"}
 
 
 def __getattr__(name):
     # Lazy, so that `distill runs` and `distill compare` start without TensorFlow.
+    if name == "versions":
+        from distill.runs.environment import versions
+
+        return versions
     if name in _DRIVER:
         from distill.runs import experiment
 

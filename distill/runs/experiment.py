@@ -25,14 +25,15 @@ import keras
 import distill
 from distill.config import ExperimentConfig, load_config
 from distill.data import Splits, load_raw, make_splits
+from distill.data.sources import sha256_of
 from distill.errors import (DeclarationError, DistillError, RunError, RunFolderError,
                             RunInterrupted)
 from distill.models import build_model, load_model, saved_model_file
 from distill.reporting import Reporter
-from distill.runs.environment import configure_determinism, environment, versions
+from distill.runs.environment import configure_determinism, environment
 from distill.runs.folder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE,
                                  SUMMARY_FILE, MetricsWriter, RunFolder, atomic_write,
-                                 reported_write, sha256_of, write_json, write_yaml)
+                                 reported_write, write_json, write_yaml)
 from distill.runs.records import Comparison, compare_runs
 from distill.stages import StageResult, run_stage
 from distill.stages.checkpoint import Checkpoint, CheckpointMismatch

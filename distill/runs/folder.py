@@ -21,7 +21,6 @@ import contextlib
 import csv
 import datetime
 import errno
-import hashlib
 import io
 import json
 import os
@@ -43,15 +42,6 @@ METRICS_FILE = "metrics.csv"
 MODEL_FILE = "model.keras"
 CHECKPOINT_FILE = "checkpoint.npz"
 LOCK_FILE = ".lock"
-
-
-def sha256_of(path: str) -> str:
-    """The SHA-256 of a file's bytes, in hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from distill.stages.distillation import INPUTS, TEACHER_LOGITS
+from distill.stages.distillation import INPUTS
 
 
 Preprocess = Callable[[tf.Tensor], tf.Tensor]

@@ -16,7 +16,7 @@ import re
 import keras
 
 from distill.errors import DeclarationError
-from distill.naming import accepted_arguments, suggest
+from distill.naming import check_arguments, suggest
 
 _NOT_DECLARABLE = {"Optimizer", "LossScaleOptimizer", "MultiOptimizer"}
 
@@ -59,12 +59,7 @@ def build_schedule(declaration: dict) -> keras.optimizers.schedules.LearningRate
     if cls is None:
         raise DeclarationError(("name",), f"unknown learning-rate schedule '{name}'.",
                                suggest(name, classes) or f"Known: {', '.join(sorted(classes))}.")
-    accepted = accepted_arguments(cls)
-    for argument in arguments:
-        if accepted is not None and argument not in accepted:
-            raise DeclarationError((argument,), f"{cls.__name__} has no argument '{argument}'.",
-                                   suggest(argument, accepted)
-                                   or f"Its arguments: {', '.join(sorted(accepted))}.")
+    check_arguments(cls, arguments, (), cls.__name__)
     try:
         schedule = keras.optimizers.schedules.deserialize(
             {"class_name": cls.__name__, "config": arguments})
@@ -112,12 +107,7 @@ def build_optimizer(declaration: dict) -> keras.optimizers.Optimizer:
     if cls is None:
         raise DeclarationError(("name",), f"unknown optimizer '{name}'.",
                                suggest(name, classes) or f"Known: {', '.join(sorted(classes))}.")
-    accepted = accepted_arguments(cls, keras.optimizers.Optimizer)
-    for argument in arguments:
-        if accepted is not None and argument not in accepted:
-            raise DeclarationError((argument,), f"{cls.__name__} has no argument '{argument}'.",
-                                   suggest(argument, accepted)
-                                   or f"Its arguments: {', '.join(sorted(accepted))}.")
+    check_arguments(cls, arguments, (), cls.__name__, keras.optimizers.Optimizer)
     try:
         return keras.optimizers.deserialize({"class_name": cls.__name__, "config": arguments})
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a bad value
