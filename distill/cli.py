@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 import tempfile
 from typing import Callable
@@ -49,6 +50,11 @@ def import_tensorflow_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    # Each stage builds a new model and so new tf.functions; TensorFlow's Python
+    # logger then warns of "retracing", which is expected here, not a slowdown.
+    import tensorflow as tf  # noqa: PLC0415
+
+    tf.get_logger().setLevel("ERROR")
 
 
 def _command_line() -> list[str]:
@@ -90,8 +96,10 @@ def _fmt(value: object) -> str:
 def _describe_loss(loss: dict) -> str:
     """`kd T=4 alpha=0.1`, or `0.1*ce + 0.9*kd(T=4) + 1*dist(...)` for terms."""
     def arguments(declaration: dict, skip: tuple) -> str:
-        shown = [f"{'T' if key == 'temperature' else key}={_fmt_number(value)}"
-                 for key, value in declaration.items() if key not in skip]
+        keys = sorted((key for key in declaration if key not in skip),
+                      key=lambda key: key != "temperature")  # T first, then as resolved
+        shown = [f"{'T' if key == 'temperature' else key}={_fmt_number(declaration[key])}"
+                 for key in keys]
         return " ".join(shown)
 
     if "terms" not in loss:
@@ -136,7 +144,8 @@ class ConsoleReporter(Reporter):
         lr = optimizer.get("learning_rate")
         if isinstance(lr, dict):  # a schedule: its name and where it starts
             lr = f"{lr['name']} from {lr.get('initial_learning_rate', '?')}"
-        text += (f"; {stage['epochs']} epochs, batch {stage['batch_size']}, {optimizer['name']}"
+        epochs = f"{stage['epochs']} epoch{'s' if stage['epochs'] != 1 else ''}"
+        text += (f"; {epochs}, batch {stage['batch_size']}, {optimizer['name']}"
                  + (f" lr {lr:g}" if isinstance(lr, float) else f" lr {lr}" if lr else ""))
         self.echo(text)
 
@@ -282,7 +291,9 @@ def show(config_file: str, overrides: tuple[str, ...]) -> None:
         rows += [(layer.name, type(layer).__name__, str(tuple(layer.output.shape)[1:]),
                   f"{layer.count_params():,}") for layer in model.layers[1:]]
         click.echo(f"{name}: {params[name]:,} parameters"
-                   + (f", loaded from {declaration['path']}" if "path" in declaration else ""))
+                   + (f", loaded from {declaration['path']}" if "path" in declaration else "")
+                   + (f", loaded from stage {declaration['stage']} of {declaration['run']}"
+                      if "run" in declaration else ""))
         click.echo(_table(rows))
     distills = [s for s in data["stages"] if s["type"] == "distill"]
     if distills:
@@ -316,8 +327,9 @@ def init(path: str, template: str, force: bool) -> None:
     from distill.config.scaffold import write_template  # noqa: PLC0415
 
     write_template(template, path, force=force)
-    click.echo(f"wrote {path} (template {template}). Next: distill show {path}; "
-               f"distill run {path}")
+    quoted = shlex.quote(path)
+    click.echo(f"wrote {path} (template {template}). Next: distill show {quoted}; "
+               f"distill run {quoted}")
 
 
 # Run folders: reproduce one, list them, compare them.
@@ -418,6 +430,9 @@ def list_runs(folder: str) -> None:
     """
     from distill.runs.records import find_runs  # noqa: PLC0415
 
+    if folder == "logs" and not os.path.exists(folder):
+        click.echo("no runs yet: there is no logs folder here (`distill run` makes it)")
+        return
     records = find_runs(folder)
     if not records:
         click.echo(f"no runs in {folder}")

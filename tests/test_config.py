@@ -242,3 +242,19 @@ def test_schema_and_reference_problems_are_reported_together(tiny_config_text):
     assert set(found) == {"stages[1].loss.temperature", "stages[1].model",
                           "models.teacher.layers[0]"}
     assert [p.line for p in problems(text)] == sorted(p.line for p in problems(text))
+
+
+def test_whole_numbers_are_fine_where_keras_wants_floats(tiny_config_text):
+    text = tiny_config_text.replace("    epochs: 2\n  - name: student",
+                                    "    optimizer: {name: sgd, learning_rate: 1, momentum: 1}\n"
+                                    "    epochs: 2\n  - name: student")
+    from distill.stages import build_optimizer
+    optimizer = build_optimizer(parse_config(text).data["stages"][0]["optimizer"])
+    assert float(optimizer.learning_rate) == 1.0 and optimizer.momentum == 1.0
+
+
+def test_a_validation_split_that_leaves_nothing_to_train_on(tiny_config_text):
+    problem = only(tiny_config_text.replace("validation_split: 0.2",
+                                            "validation_split: 500\n  limit: {train: 400}"))
+    assert problem.key == "data.validation_split"
+    assert "holds out 500 of the 400 training samples that data.limit.train keeps" in problem.message

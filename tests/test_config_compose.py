@@ -123,3 +123,26 @@ def test_base_of_shipped_config(tmp_path):
 def test_base_in_text_is_refused(tiny_config_text):
     problem = only(lambda: parse_config("base: x.yaml\n" + tiny_config_text))
     assert "read only from files" in problem.message
+
+
+def test_star_sets_every_item_of_a_list(tiny_config_text):
+    data = parse_config(tiny_config_text, overrides=["stages.*.epochs=1"]).data
+    assert [stage["epochs"] for stage in data["stages"]] == [1, 1]
+    problem = only(lambda: parse_config(tiny_config_text, overrides=["data.*.x=1"]))
+    assert "'*' stands for every item of a list" in problem.message
+
+
+def test_null_in_a_file_removes_the_base_key(tiny_config_text, tmp_path):
+    import keras
+    model_file = tmp_path / "teacher.keras"
+    keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)]).save(model_file)
+    (tmp_path / "base.yaml").write_text(tiny_config_text)
+    child = tmp_path / "child.yaml"
+    child.write_text("base: base.yaml\n"
+                     f"models:\n  teacher: {{layers: null, path: {model_file}}}\n"
+                     "stages:\n"
+                     "  - {name: student, type: distill, model: student, teacher: teacher,\n"
+                     "     loss: {method: kd}}\n")
+    data = load_config(child).data
+    assert "layers" not in data["models"]["teacher"]
+    assert data["models"]["teacher"]["path"] == str(model_file)

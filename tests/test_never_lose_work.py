@@ -116,3 +116,13 @@ def test_atomic_writes_leave_the_old_file_whole_when_a_write_dies(tmp_path):
         atomic_write(str(path), dies)
     assert json.loads(path.read_text()) == {"status": "running", "epochs": 1}
     assert os.listdir(tmp_path) == ["summary.json"]  # no temporary file left behind
+
+
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path):
+    import stat
+    old = os.umask(0o022)
+    try:
+        write_json(str(tmp_path / "summary.json"), {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == 0o644

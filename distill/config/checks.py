@@ -44,11 +44,8 @@ def check_references(config: dict, source: Source, scope: _Scope) -> list[Proble
     """Stage names, model names, teacher references and data sizes; no Keras needed."""
     problems: list[Problem] = []
     data = config.get("data")
-    if isinstance(data, dict) and scope.usable(("data", "validation_split")):
-        split = data.get("validation_split", 0)
-        if split >= 1 and not float(split).is_integer():
-            problems.append(source.problem(("data", "validation_split"),
-                                           f"must be a fraction below 1 or a whole count, got {split}."))
+    if isinstance(data, dict) and scope.usable(("data",)):
+        problems.extend(_check_split(data, source))
     models = config.get("models")
     known_models = isinstance(models, dict)
     models = models if known_models else {}
@@ -56,7 +53,6 @@ def check_references(config: dict, source: Source, scope: _Scope) -> list[Proble
     for index, stage in _stages(config):
         where = ("stages", index)
         name = stage.get("name")
-        whole = scope.usable(where)
         if isinstance(name, str) and scope.usable(where + ("name",)):
             if name in seen:
                 problems.append(source.problem(
@@ -69,13 +65,14 @@ def check_references(config: dict, source: Source, scope: _Scope) -> list[Proble
             problems.append(source.problem(
                 where + ("model",), f"no model named '{model}' in models.",
                 suggest(model, models) or f"Models: {', '.join(models)}."))
-        if whole and stage["type"] == "train":
+        kind = stage.get("type") if scope.usable(where + ("type",)) else None
+        if kind == "train":
             for key in ("teacher", "teachers", "teacher_weights", "loss"):
                 if key in stage:
                     problems.append(source.problem(
                         where + (key,), f"a train stage takes no {key}.",
                         "Set type: distill to learn from a teacher.", prefer_key=True))
-        elif whole:
+        elif kind == "distill":
             for key in ("teacher", "loss"):
                 if key not in stage and not (key == "teacher" and "teachers" in stage):
                     problems.append(source.problem(
@@ -88,10 +85,11 @@ def check_references(config: dict, source: Source, scope: _Scope) -> list[Proble
                 problems.append(source.problem(
                     where + ("teachers",), "give either 'teacher' (one) or 'teachers' (several), "
                                            "not both.", prefer_key=True))
-            elif "teacher" in stage:
+            elif "teacher" in stage and scope.usable(where + ("teacher",)):
                 problems.extend(_check_teacher(config, source, index, seen, stage["teacher"],
                                                where + ("teacher",)))
-            elif "teachers" in stage:
+            elif "teachers" in stage and scope.usable(where + ("teachers",)) \
+                    and scope.usable(where + ("teacher_weights",)):
                 problems.extend(_check_teachers(config, source, index, seen))
             if "teacher_weights" in stage and "teachers" not in stage:
                 problems.append(source.problem(
@@ -150,6 +148,26 @@ def _check_run_model(source: Source, name: str, model: dict) -> list[Problem]:
                                f"{status}), so it saved no model.",
                                f"Resume that run first: `distill run --resume {run}`.")]
     return []
+
+
+def _check_split(data: dict, source: Source) -> list[Problem]:
+    """The validation split must leave training samples, whatever the limit."""
+    from distill.data import DATASETS  # noqa: PLC0415 - NumPy only; keep plain parsing light
+
+    split, limit = data["validation_split"], data["limit"]["train"]
+    where = ("data", "validation_split")
+    if split >= 1 and not float(split).is_integer():
+        return [source.problem(where, f"must be a fraction below 1 or a whole count, got {split}.")]
+    size = DATASETS[data["dataset"]].train_size
+    pool = min(limit, size) if limit is not None else size
+    held_out = int(round(pool * split)) if split < 1 else int(split)
+    if held_out < pool:
+        return []
+    what = (f"the {pool} training samples that data.limit.train keeps" if limit is not None
+            else f"the {pool} training samples of {data['dataset']}")
+    return [source.problem(where, f"holds out {held_out} of {what}, leaving none to train on.",
+                           "Use a fraction (e.g. 0.1) or a smaller count, or raise "
+                           "data.limit.train.")]
 
 
 def _check_teachers(config: dict, source: Source, index: int, earlier: dict) -> list[Problem]:

@@ -1,10 +1,14 @@
 """Build one config out of several sources: `base:` files and `--set` overrides.
 
 `base: other.yaml` (relative to the file that names it) starts an experiment
-from another file: mappings merge deeply, lists and scalars replace. Bases may
+from another file: mappings merge deeply, lists and scalars replace, and a key
+set to null removes the base's key (so that it takes its default, or so that a
+model can trade `layers:` for `path:`). Bases may
 have bases; a cycle is an error. `--set key.path=value` then changes single
-values, addressed by dotted keys with list indices (`stages.1.loss.temperature`)
-or, in lists of named items, by name (`stages.student.loss.temperature`). The
+values, addressed by dotted keys with list indices (`stages.1.loss.temperature`),
+in lists of named items by name (`stages.student.loss.temperature`), or every
+item of a list at once (`stages.*.epochs=1`). A mapping given as the value
+replaces the mapping there; set single keys to change only those. The
 value is read as a YAML scalar and typed by the schema like any value in a file.
 
 Every value keeps its origin (file and line, or the `--set` argument), so that
@@ -13,6 +17,7 @@ an error points at the place to fix.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Sequence
 
@@ -29,7 +34,11 @@ def _merge(base: Any, override: Any, source: Source, other: Source, path: Path) 
         merged = dict(base)
         for key, value in override.items():
             child = path + (key,)
-            if key in base:
+            if key in base and value is None:
+                # null removes the base's key, e.g. `layers: null` beside a new `path:`.
+                del merged[key]
+                source.forget(child)
+            elif key in base:
                 merged[key] = _merge(base[key], value, source, other, child)
             else:
                 merged[key] = value
@@ -107,6 +116,40 @@ def _step(container: Any, part: str, path: Path, origin: str) -> int | str:
         "not a mapping or a list.", file=origin))
 
 
+def _assign(container: Any, parts: list[str], path: Path, new: Any, raw_source: Source | None,
+            source: Source, origin: str) -> None:
+    """Set `new` at `parts` below `container`; `*` stands for every item of a list."""
+    part, rest = parts[0], parts[1:]
+    if part == "*":
+        if not isinstance(container, list):
+            raise ConfigError(Problem(
+                f"'*' stands for every item of a list, but {format_path(path) or 'the file'} is "
+                f"{describe_value(container)}.", file=origin))
+        for index in range(len(container)):
+            _assign(container, [str(index)] + rest, path, new, raw_source, source, origin)
+        return
+    step = _step(container, part, path, origin)
+    path += (step,)
+    if not rest:
+        container[step] = copy.deepcopy(new)
+        source.forget(path)
+        source.values[path] = source.keys[path] = (origin, None, None)
+        if raw_source is not None:
+            for sub, text_value in raw_source.plain_scalars.items():
+                source.plain_scalars[path + sub] = text_value
+        return
+    if isinstance(container, dict) and not isinstance(container.get(step), (dict, list)):
+        if step in container and container[step] is not None:
+            raise ConfigError(Problem(
+                f"cannot set a key inside {format_path(path)}: it is "
+                f"{describe_value(container[step])}.", file=origin))
+        # A missing mapping starts from its default, so that
+        # `--set stages.0.optimizer.learning_rate=0.01` keeps the default optimizer.
+        default = default_at(path)
+        container[step] = default if isinstance(default, dict) else {}
+    _assign(container[step], rest, path, new, raw_source, source, origin)
+
+
 def apply_overrides(value: Any, source: Source, overrides: Sequence[str]) -> Any:
     """Apply `--set key.path=value` overrides, in order, to parsed config data.
 
@@ -134,27 +177,5 @@ def apply_overrides(value: Any, source: Source, overrides: Sequence[str]) -> Any
         except ConfigError as error:
             raise ConfigError(Problem(f"the value is not valid YAML: {error.problems[0].message}",
                                       file=origin)) from None
-        container, path = value, ()
-        for part in parts[:-1]:
-            step = _step(container, part, path, origin)
-            path += (step,)
-            if isinstance(container, dict) and not isinstance(container.get(step), (dict, list)):
-                if step in container and container[step] is not None:
-                    raise ConfigError(Problem(
-                        f"cannot set a key inside {format_path(path)}: it is "
-                        f"{describe_value(container[step])}.", file=origin))
-                # A missing mapping starts from its default, so that
-                # `--set stages.0.optimizer.learning_rate=0.01` keeps the default optimizer.
-                default = default_at(path)
-                container[step] = default if isinstance(default, dict) else {}
-            container = container[step]
-        last = _step(container, parts[-1], path, origin)
-        path += (last,)
-        container[last] = new
-        source.forget(path)
-        mark = (origin, None, None)
-        source.values[path] = source.keys[path] = mark
-        if raw_source is not None:
-            for sub, text_value in raw_source.plain_scalars.items():
-                source.plain_scalars[path + sub] = text_value
+        _assign(value, parts, (), new, raw_source, source, origin)
     return value

@@ -40,6 +40,7 @@ class DatasetInfo:
     name: str
     image_shape: tuple[int, int, int]
     num_classes: int
+    train_size: int  # samples in the standard training set
     npz_name: str | None  # the file name Keras caches it under, if it uses one .npz
     keras_cache_dir: str | None  # the folder under Keras' cache holding IDX .gz files
     keras_loader: str  # the keras.datasets module that downloads it
@@ -51,8 +52,8 @@ class DatasetInfo:
 
 
 DATASETS = {
-    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, "mnist.npz", None, "mnist"),
-    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), 10, None, "fashion-mnist",
+    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, 60000, "mnist.npz", None, "mnist"),
+    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), 10, 60000, None, "fashion-mnist",
                                  "fashion_mnist"),
 }
 

@@ -33,7 +33,7 @@ from distill.reporting import Reporter
 from distill.runs.environment import configure_determinism, environment
 from distill.runs.folder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE,
                                  SUMMARY_FILE, MetricsWriter, RunFolder, atomic_write,
-                                 reported_write, write_json, write_yaml)
+                                 readable_as_umask_allows, reported_write, write_json, write_yaml)
 from distill.runs.records import Comparison, compare_runs
 from distill.stages import StageResult, run_stage
 from distill.stages.checkpoint import Checkpoint, CheckpointMismatch
@@ -66,6 +66,7 @@ def save_model(model: keras.Model, path: str) -> None:
     """Save a model atomically (Keras needs the `.keras` suffix on the temporary name)."""
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-",
                                          suffix=".keras")
+    readable_as_umask_allows(handle)
     os.close(handle)
     try:
         model.save(temporary)
@@ -293,8 +294,17 @@ class _Run:
 def _drive(run: _Run, resume: bool) -> RunResult:
     """Load the data and run (or, resuming, finish) every stage; record how it ended."""
     path = run.folder.path
+    if not resume:
+        try:
+            splits = run.load_data()
+        except DistillError:
+            # Nothing was done yet: a folder would only clutter `distill runs`.
+            run.folder.unlock()
+            shutil.rmtree(path, ignore_errors=True)
+            raise
     try:
-        splits = run.load_data()
+        if resume:
+            splits = run.load_data()
         for index, stage in enumerate(run.config["stages"]):
             run.run_stage(index, stage, splits, resume=resume)
     except KeyboardInterrupt:

@@ -64,6 +64,13 @@ def reported_write(path: str, then: str = "") -> Iterator[None]:
         raise RunError(f"cannot write {path}: {cause}{then}.") from None
 
 
+def readable_as_umask_allows(handle: int) -> None:
+    """Give a temporary file the mode a plain `open` would have (mkstemp makes it 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(handle, 0o666 & ~umask)
+
+
 def atomic_write(path: str, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
     """Write a file through a temporary sibling and a rename.
 
@@ -76,6 +83,7 @@ def atomic_write(path: str, write: Callable[[io.IOBase], None], binary: bool = F
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
                                          suffix=".tmp")
     try:
+        readable_as_umask_allows(handle)
         with os.fdopen(handle, "wb" if binary else "w", encoding=None if binary else "utf-8") as out:
             write(out)
             out.flush()

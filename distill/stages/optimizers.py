@@ -41,6 +41,21 @@ def schedule_classes() -> dict[str, type]:
             if inspect.isclass(obj) and issubclass(obj, base) and obj is not base}
 
 
+def _as_floats(cls: type, arguments: dict, *bases: type) -> dict:
+    """Integers where `cls` expects floats (its default is a float) become floats.
+
+    YAML reads `learning_rate: 1` and `momentum: 1` as integers, which Keras'
+    optimizers refuse ("should be float"); the schema promises any number.
+    """
+    floats = set()
+    for klass in (cls,) + bases:
+        for parameter in inspect.signature(klass.__init__).parameters.values():
+            if isinstance(parameter.default, float) or "learning_rate" in parameter.name:
+                floats.add(parameter.name)
+    return {key: float(value) if key in floats and isinstance(value, int)
+            and not isinstance(value, bool) else value for key, value in arguments.items()}
+
+
 def build_schedule(declaration: dict) -> keras.optimizers.schedules.LearningRateSchedule:
     """Make a learning-rate schedule from `{name: cosine_decay, <its arguments>}`.
 
@@ -60,6 +75,7 @@ def build_schedule(declaration: dict) -> keras.optimizers.schedules.LearningRate
         raise DeclarationError(("name",), f"unknown learning-rate schedule '{name}'.",
                                suggest(name, classes) or f"Known: {', '.join(sorted(classes))}.")
     check_arguments(cls, arguments, (), cls.__name__)
+    arguments = _as_floats(cls, arguments)
     try:
         schedule = keras.optimizers.schedules.deserialize(
             {"class_name": cls.__name__, "config": arguments})
@@ -108,6 +124,7 @@ def build_optimizer(declaration: dict) -> keras.optimizers.Optimizer:
         raise DeclarationError(("name",), f"unknown optimizer '{name}'.",
                                suggest(name, classes) or f"Known: {', '.join(sorted(classes))}.")
     check_arguments(cls, arguments, (), cls.__name__, keras.optimizers.Optimizer)
+    arguments = _as_floats(cls, arguments, keras.optimizers.Optimizer)
     try:
         return keras.optimizers.deserialize({"class_name": cls.__name__, "config": arguments})
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a bad value

@@ -158,8 +158,8 @@ def run_stage(*, index: int, stage: dict, model: keras.Model,
     if monitor.bad_loss is not None:
         epoch, batch, value = monitor.bad_loss
         raise RunError(
-            f"stage '{stage['name']}': the loss became {value} in epoch {epoch}, by batch {batch} "
-            f"of {steps}. Likely causes: a learning rate too high for this model (try a tenth of "
+            f"stage '{stage['name']}': the loss became {value} in epoch {epoch}, by batch "
+            f"{min(batch, steps)} of {steps}. Likely causes: a learning rate too high for this model (try a tenth of "
             f"stages[{index}].optimizer.learning_rate), or, in a distill stage, a very small "
             "temperature with very large logits.")
     test = evaluate(model, splits.x_test, splits.y_test, runtime["eval_batch_size"],
