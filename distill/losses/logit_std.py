@@ -6,7 +6,8 @@ import keras
 from keras import ops
 
 from distill.losses.registry import register_method
-from distill.losses.targets import check_number, kl_divergence, safe_sqrt, teacher_log_probs
+from distill.losses.kd import soft_target_kl
+from distill.losses.targets import check_number, safe_sqrt
 
 
 def standardize(logits, epsilon: float):
@@ -63,11 +64,10 @@ class LogitStandardization(keras.distillation.DistillationLoss):
             student_outputs: Student logits, (batch, classes).
             teacher_weights: Per-teacher weights when there are several.
         """
-        teacher = teacher_log_probs(standardize(teacher_outputs, self.epsilon), self.temperature,
-                                    teacher_weights)
-        student = ops.log_softmax(standardize(student_outputs, self.epsilon) / self.temperature,
-                                  axis=-1)
-        return (self.temperature ** 2) * kl_divergence(teacher, student)
+        kl = soft_target_kl(standardize(teacher_outputs, self.epsilon),
+                            standardize(student_outputs, self.epsilon), self.temperature,
+                            teacher_weights)
+        return (self.temperature ** 2) * kl
 
     def get_config(self) -> dict:
         return {"temperature": self.temperature, "epsilon": self.epsilon}

@@ -2,10 +2,12 @@
 
 A `Checkpoint` holds everything that the rest of a stage depends on:
 
-- the values of the trainer's variables: the student's weights, batch-norm
+- the values of the trainer's own variables: the student's weights, batch-norm
   statistics and the state of each layer's `SeedGenerator` (which dropout masks
-  come next), any trainable part of the loss, and the frozen teacher's weights
-  (restored unchanged; kept so that whatever the trainer holds comes back);
+  come next), and the epoch counter. The frozen teachers' weights are left out:
+  they never change in the stage, and a resumed run loads them from where they
+  came from (an earlier stage's `model.keras`, or a file), so storing them each
+  epoch would only rewrite megabytes that are already on disk;
 - the optimizer's variables: its moments and its iteration counter, which is
   also the position of a learning-rate schedule;
 - the epoch it was taken after, and the global Python and NumPy random states.
@@ -98,6 +100,13 @@ class Checkpoint:
         return cls(epoch=int(meta.pop("epoch")), model=model, optimizer=optimizer, meta=meta)
 
 
+def state_variables(model: keras.Model) -> list:
+    """The model's variables without those of its frozen teachers (`Distillation.teachers`)."""
+    frozen = {id(variable) for teacher in getattr(model, "teachers", ())
+              for variable in teacher.variables}
+    return [variable for variable in model.variables if id(variable) not in frozen]
+
+
 def _values(variables) -> list[np.ndarray]:
     return [np.array(keras.ops.convert_to_numpy(variable)) for variable in variables]
 
@@ -107,15 +116,17 @@ def capture(model: keras.Model, optimizer: keras.optimizers.Optimizer, epoch: in
     """Take a checkpoint of `model` and `optimizer` after epoch `epoch` (1-based).
 
     Args:
-        model: The trainer (a `Distillation`), or any model being trained.
+        model: The trainer (a `Distillation`; its teachers are left out), or any
+            model being trained.
         optimizer: Its optimizer.
         epoch: The epoch just finished.
         meta: JSON-ready facts to keep with it (stage name, seed ...).
     """
     version, state, gauss = random.getstate()
+    variables = state_variables(model)
     return Checkpoint(
-        epoch=epoch, model=_values(model.variables), optimizer=_values(optimizer.variables),
-        meta=dict(meta, model_paths=[v.path for v in model.variables],
+        epoch=epoch, model=_values(variables), optimizer=_values(optimizer.variables),
+        meta=dict(meta, model_paths=[v.path for v in variables],
                   optimizer_paths=[v.path for v in optimizer.variables],
                   python_rng=[version, list(state), gauss],
                   numpy_rng=np.random.get_state()))
@@ -146,7 +157,7 @@ def restore(checkpoint: Checkpoint, model: keras.Model,
     """
     meta = checkpoint.meta
     paths = meta.get("model_paths") or [""] * len(checkpoint.model)
-    _assign(model.variables, checkpoint.model, paths, "model")
+    _assign(state_variables(model), checkpoint.model, paths, "model")
     if optimizer is not None:
         paths = meta.get("optimizer_paths") or [""] * len(checkpoint.optimizer)
         _assign(optimizer.variables, checkpoint.optimizer, paths, "optimizer")
